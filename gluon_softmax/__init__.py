@@ -1,0 +1,28 @@
+"""Softmax regression on Fashion-MNIST with MXNet Gluon, from scratch and concise.
+
+The public names below are imported on first use, so ``import gluon_softmax``
+does not load MXNet or Plotly until something needs them.
+"""
+import importlib
+
+__version__ = '0.1.0'
+
+_EXPORTS = {
+    'data': ('DataError', 'FashionMNIST', 'load_data_fashion_mnist', 'load_arrays',
+             'load_arrays_iters', 'ArrayLoader', 'get_fashion_mnist_labels', 'read_split',
+             'find_data_dir', 'TEXT_LABELS'),
+    'scratch': ('softmax', 'cross_entropy', 'log_softmax', 'softmax_cross_entropy', 'sgd', 'SGD',
+                'SoftmaxRegressionScratch'),
+    'concise': ('build_net', 'build_loss', 'build_trainer'),
+    'training': ('accuracy', 'evaluate_accuracy', 'train_epoch', 'train'),
+    'context': ('ContextError', 'parse_ctx', 'try_gpu', 'num_gpus'),
+    'plots': ('curves_figure',),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f'{__name__}.{_WHERE[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,339 @@
+"""Fashion-MNIST: find the files, verify them, read them, and serve them to Gluon.
+
+Two ways to feed a model live here:
+
+* the book's way: :class:`FashionMNIST` (a Gluon ``Dataset``) +
+  ``transform_first(ToTensor[, Resize])`` + ``gluon.data.DataLoader``
+  (:func:`load_data_fashion_mnist`);
+* the fast way: each split decoded once into one float32 array and sliced per
+  batch (:func:`load_arrays_iters`, built on :class:`ArrayLoader`).
+"""
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import urllib.request
+import zlib
+
+import mxnet as mx
+import numpy as onp
+from mxnet import gluon
+from mxnet import np as mnp
+from mxnet.gluon.data import vision
+
+# name -> (IDX magic number, SHA-256 of the *decompressed* file). Debian's .gz
+# bytes differ from upstream's, so only the decompressed content can be pinned.
+IDX_FILES = {
+    'train-images-idx3-ubyte':
+        (2051, 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888'),
+    'train-labels-idx1-ubyte':
+        (2049, 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9'),
+    't10k-images-idx3-ubyte':
+        (2051, '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b'),
+    't10k-labels-idx1-ubyte':
+        (2049, '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'),
+}
+# split -> (images file, labels file, number of examples)
+SPLITS = {
+    True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 60000),
+    False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 10000),
+}
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+IMAGE_SIDE = 28
+NUM_CLASSES = 10
+TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
+               'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
+DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
+UPSTREAM_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
+ENV_DIR = 'FASHION_MNIST_DIR'
+
+
+class DataError(Exception):
+    """The Fashion-MNIST files are missing, unreadable or not what they claim to be."""
+
+
+def mxnet_cache_dir():
+    """Where MXNet keeps downloaded data sets (``$MXNET_HOME``, default ``~/.mxnet``)."""
+    home = os.environ.get('MXNET_HOME', os.path.join('~', '.mxnet'))
+    return os.path.join(os.path.expanduser(home), 'datasets', 'fashion-mnist')
+
+
+def candidate_dirs(root=None):
+    """Directories to search, in order, as ``(path, named_by_user)`` pairs.
+
+    A directory the user named (``root`` or ``$FASHION_MNIST_DIR``) is the only
+    candidate: silently falling back to another copy would hide a typo.
+    """
+    if root is not None:
+        return [(os.path.expanduser(str(root)), True)]
+    if os.environ.get(ENV_DIR):
+        return [(os.path.expanduser(os.environ[ENV_DIR]), True)]
+    return [(mxnet_cache_dir(), False), (DEBIAN_DIR, False)]
+
+
+def idx_path(directory, name):
+    """The path of ``name`` in ``directory``, as ``name.gz`` or plain ``name``, or None."""
+    for candidate in (name + '.gz', name):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def missing_files(directory):
+    """Names of the four IDX files that ``directory`` lacks."""
+    return [name for name in IDX_FILES if idx_path(directory, name) is None]
+
+
+def how_to_get_data():
+    """The three ways a user can provide the data set, as one sentence."""
+    return ('install Debian\'s package (sudo apt-get install dataset-fashion-mnist), '
+            f'or put the four IDX files in a directory and pass --data-dir DIR or set ${ENV_DIR}, '
+            'or pass --download (API: download=True)')
+
+
+def find_data_dir(root=None, download=False):
+    """Return the first directory that holds all four Fashion-MNIST files.
+
+    With ``download=True`` and no copy found (and no directory named by the
+    user), the files are fetched into MXNet's cache directory.
+    """
+    candidates = candidate_dirs(root)
+    for directory, named in candidates:
+        if named:
+            if not os.path.isdir(directory):
+                raise DataError(f'{directory}: not a directory; {how_to_get_data()}')
+            if not os.access(directory, os.R_OK | os.X_OK):
+                raise DataError(f'{directory}: directory is not readable')
+            missing = missing_files(directory)
+            if missing:
+                if download:
+                    download_fashion_mnist(directory)
+                    return directory
+                raise DataError(f'{directory}: missing {", ".join(missing)} (.gz or uncompressed); '
+                                f'{how_to_get_data()}')
+            return directory
+        if os.path.isdir(directory) and not missing_files(directory):
+            return directory
+    if download:
+        target = mxnet_cache_dir()
+        download_fashion_mnist(target)
+        return target
+    searched = ', '.join(d for d, _ in candidates)
+    raise DataError(f'Fashion-MNIST not found (searched {searched}); {how_to_get_data()}')
+
+
+def read_bytes(path):
+    """The decompressed content of ``path`` (gzip if it ends in ``.gz``)."""
+    try:
+        if path.endswith('.gz'):
+            with gzip.open(path, 'rb') as f:
+                return f.read()
+        with open(path, 'rb') as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        # gzip raises BadGzipFile (an OSError) or EOFError for a truncated stream
+        raise DataError(f'{path}: cannot read: {e}') from None
+
+
+def parse_idx(content, path, magic):
+    """Parse IDX bytes into a uint8 array, checking magic number, shape and size.
+
+    Images come back as (n, 28, 28) and labels as (n,).
+    """
+    ndim = 3 if magic == IMAGES_MAGIC else 1
+    header = 4 + 4 * ndim
+    if len(content) < header:
+        raise DataError(f'{path}: file too short for an IDX header ({len(content)} bytes)')
+    found = struct.unpack('>I', content[:4])[0]
+    if found != magic:
+        raise DataError(f'{path}: IDX magic number is {found}, expected {magic}')
+    dims = struct.unpack('>' + 'I' * ndim, content[4:header])
+    if ndim == 3 and dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f'{path}: images are {dims[1]}x{dims[2]}, expected '
+                        f'{IMAGE_SIDE}x{IMAGE_SIDE}')
+    expected = int(onp.prod(dims, dtype=onp.int64))
+    if len(content) - header != expected:
+        raise DataError(f'{path}: header says {dims[0]} items ({expected} bytes of data), '
+                        f'file has {len(content) - header} bytes of data')
+    array = onp.frombuffer(content, dtype=onp.uint8, offset=header).reshape(dims)
+    if ndim == 1 and array.size and array.max() >= NUM_CLASSES:
+        raise DataError(f'{path}: label {int(array.max())} outside 0..{NUM_CLASSES - 1}')
+    return array
+
+
+def read_idx(path, magic, sha256=None):
+    """Read and check one IDX file (``.gz`` or plain); ``sha256`` pins its content."""
+    content = read_bytes(path)
+    if sha256 is not None:
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != sha256:
+            raise DataError(f'{path}: SHA-256 of the content is {digest}, expected {sha256} '
+                            '(corrupt or not Fashion-MNIST)')
+    return parse_idx(content, path, magic)
+
+
+def read_split(directory, train=True, verify=True):
+    """Read one split from ``directory`` as ``(images (n, 28, 28) uint8, labels (n,) int32)``.
+
+    ``verify=True`` also checks the example count and the SHA-256 of both files
+    against the published Fashion-MNIST; ``verify=False`` checks structure only
+    (for small files written by tests).
+    """
+    images_name, labels_name, count = SPLITS[bool(train)]
+    paths = []
+    for name in (images_name, labels_name):
+        path = idx_path(directory, name)
+        if path is None:
+            raise DataError(f'{os.path.join(directory, name)}(.gz): no such file')
+        paths.append(path)
+    images = read_idx(paths[0], IMAGES_MAGIC, IDX_FILES[images_name][1] if verify else None)
+    labels = read_idx(paths[1], LABELS_MAGIC, IDX_FILES[labels_name][1] if verify else None)
+    if len(images) != len(labels):
+        raise DataError(f'{paths[1]}: {len(labels)} labels for {len(images)} images '
+                        f'in {paths[0]}')
+    if verify and len(images) != count:
+        raise DataError(f'{paths[0]}: {len(images)} images, expected {count}')
+    return images, labels.astype(onp.int32)
+
+
+def download_fashion_mnist(directory, base_url=UPSTREAM_URL):
+    """Download the four files into ``directory``, each verified before it is renamed into place."""
+    os.makedirs(directory, exist_ok=True)
+    for name, (magic, sha256) in IDX_FILES.items():
+        target = os.path.join(directory, name + '.gz')
+        if idx_path(directory, name) is not None:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=name, suffix='.gz.part')
+        try:
+            with os.fdopen(fd, 'wb') as out:
+                with urllib.request.urlopen(base_url + name + '.gz', timeout=60) as response:
+                    while True:
+                        chunk = response.read(1 << 20)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+            read_idx(tmp, magic, sha256)
+            os.replace(tmp, target)
+        except OSError as e:
+            raise DataError(f'{target}: download failed: {e}') from None
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def get_fashion_mnist_labels(labels):
+    """The text labels of the book for a sequence of numeric labels."""
+    return [TEXT_LABELS[int(i)] for i in labels]
+
+
+class FashionMNIST(vision.FashionMNIST):
+    """MXNet's ``FashionMNIST`` reading verified local files instead of downloading.
+
+    Samples are ``(image (28, 28, 1) uint8, label int32)`` as in MXNet, so
+    ``transform_first(ToTensor())`` works unchanged.
+
+    Parameters
+    ----------
+    root : directory holding the four IDX files; default: ``$FASHION_MNIST_DIR``,
+        then ``~/.mxnet/datasets/fashion-mnist``, then Debian's package directory.
+    train : the 60000-example training split (True) or the 10000-example test split.
+    download : fetch the files from upstream when no copy is found.
+    verify : check counts and SHA-256 against the published data set.
+    """
+
+    def __init__(self, root=None, train=True, transform=None, download=False, verify=True):
+        self._verify = verify
+        # Resolve first: the parent would create (and then download into) a missing root.
+        super().__init__(root=find_data_dir(root, download), train=train, transform=transform)
+
+    def _get_data(self):
+        images, labels = read_split(self._root, self._train, self._verify)
+        # (n, 28, 28) -> (n, 28, 28, 1): height x width x channel, the layout ToTensor expects
+        self._data = mnp.array(images[..., None], dtype=onp.uint8)
+        self._label = labels
+
+
+def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None,
+                            download=False, verify=True):
+    """The book's loaders: ``(train_iter, test_iter)`` Gluon DataLoaders, train shuffled.
+
+    Each sample goes through ``transform_first(ToTensor [+ Resize])`` on every
+    epoch; ``num_workers`` defaults to 0 (worker processes bring no speed-up on
+    small machines and can hang where /dev/shm is small).
+    """
+    trans = [vision.transforms.ToTensor()]
+    if resize:
+        # Resize works on HWC uint8 images, so it comes before ToTensor
+        trans.insert(0, vision.transforms.Resize(resize))
+    trans = vision.transforms.Compose(trans)
+    directory = find_data_dir(root, download)
+    mnist_train = FashionMNIST(directory, train=True, verify=verify)
+    mnist_test = FashionMNIST(directory, train=False, verify=verify)
+    workers = num_workers or 0
+    return (gluon.data.DataLoader(mnist_train.transform_first(trans), batch_size,
+                                  shuffle=True, num_workers=workers),
+            gluon.data.DataLoader(mnist_test.transform_first(trans), batch_size,
+                                  shuffle=False, num_workers=workers))
+
+
+def to_float_images(images, resize=None):
+    """uint8 (n, 28, 28) -> float32 (n, 1, side, side) in [0, 1], resized in one call.
+
+    The same values ``ToTensor`` (and ``Resize`` before it) give per sample.
+    """
+    if resize and resize != images.shape[-1]:
+        # one batched bilinear resize, the same kernel Gluon's Resize transform uses
+        resized = mx.nd.image.resize(mx.nd.array(images[..., None], dtype=onp.uint8),
+                                     size=(resize, resize))
+        images = resized.asnumpy()[..., 0]
+    return (images.astype(onp.float32) / 255.0)[:, None, :, :]
+
+
+def load_arrays(root=None, train=True, resize=None, download=False, verify=True):
+    """One split decoded once: ``(X float32 (n, 1, side, side) in [0, 1], y int32 (n,))``."""
+    images, labels = read_split(find_data_dir(root, download), train, verify)
+    return to_float_images(images, resize), labels
+
+
+class ArrayLoader:
+    """Minibatches sliced from arrays held in memory on ``ctx``.
+
+    Iterating yields ``(X, y)`` like a DataLoader; with ``shuffle=True`` the
+    order is a fresh permutation per epoch drawn from ``rng``.
+    """
+
+    def __init__(self, X, y, batch_size, shuffle=False, ctx=None, rng=None):
+        self.ctx = ctx or mx.cpu()
+        self.X = mnp.array(X, dtype=onp.float32, ctx=self.ctx)
+        self.y = mnp.array(y, dtype=onp.int32, ctx=self.ctx)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.rng = rng if rng is not None else onp.random.default_rng()
+
+    def __len__(self):
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        if not self.shuffle:
+            for start in range(0, n, self.batch_size):
+                yield self.X[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            return
+        order = mnp.array(self.rng.permutation(n).astype(onp.int32), ctx=self.ctx)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield mnp.take(self.X, idx, axis=0), mnp.take(self.y, idx, axis=0)
+
+
+def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, seed=None,
+                      download=False, verify=True):
+    """The fast loaders: ``(train_iter, test_iter)`` of :class:`ArrayLoader`, train shuffled."""
+    directory = find_data_dir(root, download)
+    rng = onp.random.default_rng(seed)
+    train = ArrayLoader(*load_arrays(directory, True, resize, verify=verify), batch_size,
+                        shuffle=True, ctx=ctx, rng=rng)
+    test = ArrayLoader(*load_arrays(directory, False, resize, verify=verify), batch_size,
+                       shuffle=False, ctx=ctx)
+    return train, test
