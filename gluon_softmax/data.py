@@ -300,8 +300,10 @@ def load_arrays(root=None, train=True, resize=None, download=False, verify=True)
 class ArrayLoader:
     """Minibatches sliced from arrays held in memory on ``ctx``.
 
-    Iterating yields ``(X, y)`` like a DataLoader; with ``shuffle=True`` the
-    order is a fresh permutation per epoch drawn from ``rng``.
+    Iterating yields ``(X, y)`` like a DataLoader. With ``shuffle=True`` each
+    epoch draws a fresh permutation from ``rng``, by default NumPy's global
+    generator, exactly as Gluon's ``RandomSampler`` does: with the same seed the
+    batches equal those of the book's DataLoader pipeline.
     """
 
     def __init__(self, X, y, batch_size, shuffle=False, ctx=None, rng=None):
@@ -310,7 +312,7 @@ class ArrayLoader:
         self.y = mnp.array(y, dtype=onp.int32, ctx=self.ctx)
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.rng = rng if rng is not None else onp.random.default_rng()
+        self.rng = rng if rng is not None else onp.random
 
     def __len__(self):
         return -(-len(self.y) // self.batch_size)
@@ -327,13 +329,31 @@ class ArrayLoader:
             yield mnp.take(self.X, idx, axis=0), mnp.take(self.y, idx, axis=0)
 
 
-def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, seed=None,
+def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, rng=None,
                       download=False, verify=True):
     """The fast loaders: ``(train_iter, test_iter)`` of :class:`ArrayLoader`, train shuffled."""
     directory = find_data_dir(root, download)
-    rng = onp.random.default_rng(seed)
     train = ArrayLoader(*load_arrays(directory, True, resize, verify=verify), batch_size,
                         shuffle=True, ctx=ctx, rng=rng)
     test = ArrayLoader(*load_arrays(directory, False, resize, verify=verify), batch_size,
                        shuffle=False, ctx=ctx)
     return train, test
+
+
+def main(argv=None):
+    """``python -m gluon_softmax.data [DIR]``: check the data set, print where it is; exit 2 if not."""
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        directory = find_data_dir(argv[0] if argv else None)
+        for train in (True, False):
+            read_split(directory, train)
+    except DataError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(f'Fashion-MNIST verified in {directory}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -166,7 +166,7 @@ def load_iters(args, ctx):
     """The train and test iterators the flags ask for."""
     if args.loader == 'memory':
         return data.load_arrays_iters(args.batch_size, resize=args.resize, root=args.data_dir,
-                                      ctx=ctx, seed=args.seed, download=args.download)
+                                      ctx=ctx, download=args.download)
     return data.load_data_fashion_mnist(args.batch_size, resize=args.resize, root=args.data_dir,
                                         num_workers=args.num_workers, download=args.download)
 

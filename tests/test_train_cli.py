@@ -1,0 +1,125 @@
+"""The CLI: outputs of a run, and every bad input rejected with one `error:` line and exit 2."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import pytest
+
+from gluon_softmax import concise, scratch
+from gluon_softmax.train import main
+
+
+def run_cli(*args, cwd=None):
+    """Run ``python -m gluon_softmax.train`` in a subprocess; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', 'gluon_softmax.train', *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def assert_usage_error(capsys, argv, *needles):
+    """``main(argv)`` exits 2 with a single ``error:`` line mentioning every needle."""
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's own validation
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize('argv, needle', [
+    (['--epochs', '0'], '--epochs'),
+    (['--epochs', 'ten'], '--epochs'),
+    (['--batch-size', '-1'], '--batch-size'),
+    (['--resize', '0'], '--resize'),
+    (['--lr', '0'], '--lr'),
+    (['--lr', 'nan'], '--lr'),
+    (['--lr', 'inf'], '--lr'),
+    (['--lr', '-0.1'], '--lr'),
+    (['--impl', 'mlp'], '--impl'),
+    (['--ctx', 'tpu'], '--ctx'),
+    (['--ctx', 'cpu:x'], '--ctx'),
+    (['--num-workers', '-2'], '--num-workers'),
+])
+def test_bad_flags_exit_2_with_one_error_line(capsys, tmp_path, argv, needle):
+    out = tmp_path / 'run'
+    assert_usage_error(capsys, argv + ['--out', str(out)], needle)
+    assert not out.exists()
+
+
+@pytest.mark.skipif(mx.context.num_gpus() > 0, reason='this MXNet sees a GPU')
+def test_gpu_on_cpu_build_says_how_to_get_one(capsys, tmp_path):
+    line = assert_usage_error(capsys, ['--ctx', 'gpu', '--out', str(tmp_path / 'r')],
+                              '--ctx', 'no GPU', 'mxnet-cu')
+    assert 'Traceback' not in line
+
+
+def test_missing_data_dir_names_it_and_writes_nothing(capsys, tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    out = tmp_path / 'run'
+    assert_usage_error(capsys, ['--data-dir', str(empty), '--out', str(out)], str(empty),
+                       'dataset-fashion-mnist', '--download')
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_rejected(capsys, tmp_path, real_data_dir):
+    out = tmp_path / 'file'
+    out.write_text('keep me')
+    assert_usage_error(capsys, ['--out', str(out), '--epochs', '1'], str(out))
+    assert out.read_text() == 'keep me'
+
+
+def test_out_that_is_another_directory_is_rejected(capsys, tmp_path, real_data_dir):
+    (tmp_path / 'notes.txt').write_text('keep me')
+    assert_usage_error(capsys, ['--out', str(tmp_path), '--epochs', '1'], str(tmp_path),
+                       'not a run directory')
+    assert sorted(os.listdir(tmp_path)) == ['notes.txt']
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    result = run_cli('--data-dir', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'r'))
+    assert result.returncode == 2
+    assert result.stderr.startswith('error: ')
+    assert 'Traceback' not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('impl', ['concise', 'scratch'])
+def test_short_run_writes_metrics_curves_and_parameters(tmp_path, real_data_dir, impl):
+    out = tmp_path / 'run'
+    result = run_cli('--impl', impl, '--epochs', '2', '--seed', '3', '--out', str(out),
+                     '--data-dir', real_data_dir)
+    assert result.returncode == 0, result.stderr
+    assert len([ln for ln in result.stdout.splitlines() if ln.startswith('epoch ')]) == 2
+
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['impl'] == impl and metrics['ctx'] == 'cpu(0)' and metrics['seed'] == 3
+    assert metrics['hyperparameters']['lr'] == 0.1
+    assert metrics['hyperparameters']['batch_size'] == 256
+    assert [e['epoch'] for e in metrics['epochs']] == [1, 2]
+    for entry in metrics['epochs']:
+        assert set(entry) == {'epoch', 'train_loss', 'train_acc', 'test_acc', 'seconds'}
+        assert 0 < entry['train_loss'] < 2.31 and 0.5 < entry['test_acc'] <= 1
+
+    html = (out / 'curves.html').read_text()
+    # self-contained: plotly.js is inlined, no script is fetched from the network
+    assert 'plotly.js' in html and 'src="http' not in html
+    for name in ('train loss', 'train acc', 'test acc'):
+        assert f'"name":"{name}"' in html
+
+    # the saved parameters load into a fresh model of the same kind
+    if impl == 'concise':
+        net = concise.build_net(hybridize=False)
+        net.load_parameters(str(out / 'model.params'))
+        assert net[0].weight.data().shape == (10, 784)
+    else:
+        net = scratch.SoftmaxRegressionScratch()
+        net.load_parameters(str(out / 'model.params'))
+        assert net.W.shape == (784, 10)
