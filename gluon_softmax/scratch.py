@@ -89,19 +89,21 @@ class SoftmaxRegressionScratch:
         """Write ``W`` and ``b`` to ``path`` (MXNet's ``npx.save`` format)."""
         npx.save(path, {'W': self.W, 'b': self.b})
 
-    def load_parameters(self, path, ctx=None):
-        """Read ``W`` and ``b`` written by :meth:`save_parameters`; shapes must match."""
+    def load_parameters(self, path):
+        """Read ``W`` and ``b`` written by :meth:`save_parameters` into the existing arrays.
+
+        Copying in place keeps the arrays an updater already holds valid.
+        """
         loaded = npx.load(path)
-        if set(loaded) != {'W', 'b'}:
-            raise ValueError(f'{path}: expected arrays W and b, found {sorted(loaded)}')
+        if not isinstance(loaded, dict) or set(loaded) != {'W', 'b'}:
+            found = sorted(loaded) if isinstance(loaded, dict) else type(loaded).__name__
+            raise ValueError(f'{path}: expected arrays W and b, found {found}')
         for name in ('W', 'b'):
-            old = getattr(self, name)
-            if loaded[name].shape != old.shape:
+            param = getattr(self, name)
+            if loaded[name].shape != param.shape:
                 raise ValueError(f'{path}: {name} has shape {loaded[name].shape}, '
-                                 f'expected {old.shape}')
-            new = loaded[name].as_in_ctx(ctx or old.ctx)
-            new.attach_grad()
-            setattr(self, name, new)
+                                 f'expected {param.shape}')
+            param[:] = loaded[name].as_in_ctx(param.ctx)
 
     def __repr__(self):
         return (f'SoftmaxRegressionScratch(num_inputs={self.num_inputs}, '

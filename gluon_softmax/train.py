@@ -10,17 +10,20 @@ import math
 import os
 import random
 import sys
-import tempfile
+import signal
 
 import mxnet as mx
 import numpy as onp
 from mxnet import npx
 
 from gluon_softmax import concise, data, plots, scratch, training
+from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, atomic_write, load_checkpoint,
+                                      save_checkpoint, write_text)
 from gluon_softmax.context import ContextError, parse_ctx
 
 METRICS, CURVES, PARAMS = 'metrics.json', 'curves.html', 'model.params'
-RUN_FILES = (METRICS, CURVES, PARAMS)
+RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT)
+EXIT_DIVERGED = 3
 
 
 class UsageError(Exception):
@@ -71,13 +74,14 @@ def build_parser():
     """The CLI's flags, named like the arguments of the functions they feed."""
     p = Parser(prog='python -m gluon_softmax.train',
                description='Train softmax regression on Fashion-MNIST with MXNet Gluon.')
-    p.add_argument('--impl', choices=('concise', 'scratch'), default='concise',
+    p.add_argument('--impl', choices=('concise', 'scratch'),
                    help='nn.Dense + Trainer, or the from-scratch model (default: concise)')
-    p.add_argument('--epochs', type=positive_int, default=10, metavar='N',
-                   help='number of epochs to train (default: 10)')
-    p.add_argument('--batch-size', type=positive_int, default=256, metavar='N',
+    p.add_argument('--epochs', type=positive_int, metavar='N',
+                   help='number of epochs to train in all (default: 10, or the resumed '
+                        'run\'s)')
+    p.add_argument('--batch-size', type=positive_int, metavar='N',
                    help='minibatch size (default: 256)')
-    p.add_argument('--lr', type=positive_float, default=0.1, metavar='LR',
+    p.add_argument('--lr', type=positive_float, metavar='LR',
                    help='SGD learning rate (default: 0.1)')
     p.add_argument('--ctx', default='cpu', metavar='DEVICE',
                    help='cpu, gpu or gpu:N (default: cpu)')
@@ -94,12 +98,92 @@ def build_parser():
                         'recorded in metrics.json)')
     p.add_argument('--resize', type=positive_int, metavar='SIDE',
                    help='resize images to SIDE x SIDE (default: keep 28)')
-    p.add_argument('--loader', choices=('memory', 'dataloader'), default='memory',
+    p.add_argument('--loader', choices=('memory', 'dataloader'),
                    help='memory: decode once, slice batches (fast); dataloader: the book\'s '
                         'transform_first(ToTensor) + DataLoader (default: memory)')
     p.add_argument('--num-workers', type=non_negative_int, default=0, metavar='N',
                    help='DataLoader worker processes, with --loader dataloader (default: 0)')
+    p.add_argument('--max-loss', type=positive_float, default=training.DEFAULT_MAX_LOSS,
+                   metavar='L', help='stop as diverged when a batch\'s mean loss exceeds L or '
+                   f'is not finite (default: {training.DEFAULT_MAX_LOSS:g})')
+    p.add_argument('--resume', metavar='DIR',
+                   help='continue the run in DIR from its last checkpoint, with its settings, '
+                        'up to --epochs')
     return p
+
+
+DEFAULTS = {'impl': 'concise', 'epochs': 10, 'batch_size': 256, 'lr': 0.1, 'resize': None,
+            'loader': 'memory', 'seed': None}
+# settings a resumed run keeps from its metrics.json (only --epochs may change)
+KEPT_ON_RESUME = ('impl', 'batch_size', 'lr', 'resize', 'loader', 'seed')
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; raised in the main thread by :class:`StopOnSignal`."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal:
+    """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written."""
+
+    def __init__(self):
+        self.received = None
+        self.holding = False
+
+    def handler(self, signum, frame):
+        self.received = signum
+        if not self.holding:
+            raise Interrupted(signum)
+
+    def install(self):
+        """Install the handlers (main thread only)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handler)
+
+    def run_whole(self, work):
+        """Run ``work()`` without being cut off, then act on a signal that came meanwhile."""
+        self.holding = True
+        try:
+            work()
+        finally:
+            self.holding = False
+        if self.received is not None:
+            raise Interrupted(self.received)
+
+
+def resolve_settings(args):
+    """Fill defaults, or with ``--resume`` the run's own settings; returns ``(settings, out)``."""
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    if not args.resume:
+        settings = {**DEFAULTS, **given}
+        if settings['seed'] is None:
+            settings['seed'] = random.SystemRandom().randrange(2 ** 31)
+        out = args.out or os.path.join(
+            'runs', f"{settings['impl']}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        return settings, out
+    if args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
+        raise UsageError(f'--out {args.out}: a resumed run writes into its own directory '
+                         f'({args.resume})')
+    path = os.path.join(args.resume, METRICS)
+    try:
+        with open(path, encoding='utf-8') as f:
+            saved = json.load(f)
+        settings = {'impl': saved['impl'], 'seed': saved['seed'],
+                    **{k: saved['hyperparameters'][k] for k in KEPT_ON_RESUME if k not in
+                       ('impl', 'seed')}}
+        settings['epochs'] = given.get('epochs', saved['hyperparameters']['epochs'])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f'--resume {args.resume}: not a run directory ({path}: '
+                         f'{getattr(e, "strerror", None) or e})') from None
+    for key in KEPT_ON_RESUME:
+        if key in given and given[key] != settings[key]:
+            flag = '--' + key.replace('_', '-')
+            raise UsageError(f'{flag} {given[key]}: the resumed run uses {settings[key]}; '
+                             'only --epochs can change')
+    return settings, args.resume
 
 
 def set_seed(seed):
@@ -126,33 +210,6 @@ def prepare_out(out):
         raise UsageError(f'--out {out}: directory is not writable')
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)``, then rename onto ``path``: readers see old or new, never half."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates the file 0600; give it the permissions of an ordinary new file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text(path, text):
-    """Atomically write a text file."""
-    def write(tmp):
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
 def build_model(impl, lr, ctx, side=data.IMAGE_SIDE):
     """``(net, loss, updater)`` for ``impl`` with parameters on ``ctx``."""
     if impl == 'scratch':
@@ -162,13 +219,14 @@ def build_model(impl, lr, ctx, side=data.IMAGE_SIDE):
     return net, concise.build_loss(), concise.build_trainer(net, lr)
 
 
-def load_iters(args, ctx):
-    """The train and test iterators the flags ask for."""
-    if args.loader == 'memory':
-        return data.load_arrays_iters(args.batch_size, resize=args.resize, root=args.data_dir,
-                                      ctx=ctx, download=args.download)
-    return data.load_data_fashion_mnist(args.batch_size, resize=args.resize, root=args.data_dir,
-                                        num_workers=args.num_workers, download=args.download)
+def load_iters(settings, args, ctx):
+    """The train and test iterators the settings ask for."""
+    if settings['loader'] == 'memory':
+        return data.load_arrays_iters(settings['batch_size'], resize=settings['resize'],
+                                      root=args.data_dir, ctx=ctx, download=args.download)
+    return data.load_data_fashion_mnist(settings['batch_size'], resize=settings['resize'],
+                                        root=args.data_dir, num_workers=args.num_workers,
+                                        download=args.download)
 
 
 def progress_wrapper(stream=sys.stderr):
@@ -187,53 +245,93 @@ def format_epoch(entry, num_epochs):
             f"test acc {entry['test_acc']:.4f}  {entry['seconds']:.2f} s")
 
 
-def run(args):
-    """Train as the parsed flags say and write the run directory; returns the exit status."""
+def write_metrics(out, metrics, history, status):
+    """Write ``metrics.json`` with the history so far and the run's status."""
+    metrics = {**metrics, 'status': status, 'epochs': history}
+    write_text(os.path.join(out, METRICS), json.dumps(metrics, indent=2) + '\n')
+
+
+def write_curves(out, history, impl):
+    """Write the self-contained Plotly page of the curves so far."""
+    fig = plots.curves_figure(history, title=f'{impl} softmax regression')
+    write_text(os.path.join(out, CURVES), fig.to_html(include_plotlyjs=True, full_html=True))
+
+
+def run(args, stop):
+    """Train as the flags say, writing the run directory as it goes; returns the exit status."""
+    settings, out = resolve_settings(args)
     ctxs = parse_ctx(args.ctx)
     if len(ctxs) > 1:
         raise ContextError(f'--ctx {args.ctx!r}: several devices are not supported yet; '
                            'give one device')
     ctx = ctxs[0]
-    if args.seed is None:
-        args.seed = random.SystemRandom().randrange(2 ** 31)
-    out = args.out or os.path.join(
-        'runs', f"{args.impl}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     npx.set_np()
-    set_seed(args.seed)
-    train_iter, test_iter = load_iters(args, ctx)
-    prepare_out(out)
-    net, loss, updater = build_model(args.impl, args.lr, ctx, args.resize or data.IMAGE_SIDE)
-    print(f'training {args.impl} softmax regression on {ctx} for {args.epochs} epochs '
-          f'(lr {args.lr}, batch size {args.batch_size}, seed {args.seed}) -> {out}', flush=True)
-    history = training.train(
-        net, train_iter, test_iter, loss, updater, args.epochs, ctx,
-        callback=lambda e: print(format_epoch(e, args.epochs), flush=True),
-        wrap_batches=progress_wrapper())
-    metrics = {
-        'impl': args.impl, 'ctx': str(ctx), 'seed': args.seed,
-        'hyperparameters': {'epochs': args.epochs, 'batch_size': args.batch_size,
-                            'lr': args.lr, 'resize': args.resize, 'loader': args.loader,
-                            'num_workers': args.num_workers},
-        'data_dir': data.find_data_dir(args.data_dir),
-        'epochs': history,
-    }
+    set_seed(settings['seed'])
+    train_iter, test_iter = load_iters(settings, args, ctx)
+    if not args.resume:
+        prepare_out(out)
+    impl, num_epochs = settings['impl'], settings['epochs']
+    net, loss, updater = build_model(impl, settings['lr'], ctx,
+                                     settings['resize'] or data.IMAGE_SIDE)
+    checkpoint = os.path.join(out, CHECKPOINT)
+    history = load_checkpoint(checkpoint, impl, net, updater) if args.resume else []
+    metrics = {'impl': impl, 'ctx': str(ctx), 'seed': settings['seed'],
+               'hyperparameters': {k: settings[k] for k in
+                                   ('epochs', 'batch_size', 'lr', 'resize', 'loader')},
+               'num_workers': args.num_workers, 'max_loss': args.max_loss,
+               'data_dir': data.find_data_dir(args.data_dir)}
+    done = list(history)
+    print(f'training {impl} softmax regression on {ctx} for {num_epochs} epochs '
+          f"(lr {settings['lr']}, batch size {settings['batch_size']}, "
+          f"seed {settings['seed']}) -> {out}"
+          + (f' (resumed after epoch {len(done)})' if args.resume else ''), flush=True)
+
+    def after_epoch(entry):
+        done.append(entry)
+        print(format_epoch(entry, num_epochs), flush=True)
+
+        def save():
+            save_checkpoint(checkpoint, impl, net, updater, done)
+            write_metrics(out, metrics, done, 'running')
+        stop.run_whole(save)
+
+    try:
+        training.train(net, train_iter, test_iter, loss, updater, num_epochs, ctx,
+                       callback=after_epoch, wrap_batches=progress_wrapper(),
+                       history=history, max_loss=args.max_loss)
+    except Interrupted as e:
+        write_metrics(out, metrics, done, 'interrupted')
+        write_curves(out, done, impl)
+        print(f'interrupted ({e}) after epoch {len(done)}; continue with: '
+              f'python -m gluon_softmax.train --resume {out}', file=sys.stderr)
+        return 128 + e.signum
+    except training.Diverged as e:
+        write_metrics(out, metrics, done, 'diverged')
+        write_curves(out, done, impl)
+        kept = f'the checkpoint of epoch {len(done)} is kept' if done else 'no epoch completed'
+        print(f'error: {e} (--lr {settings["lr"]}, --max-loss {args.max_loss:g}); {kept} '
+              f'in {out}', file=sys.stderr)
+        return EXIT_DIVERGED
     atomic_write(os.path.join(out, PARAMS), net.save_parameters)
-    write_text(os.path.join(out, CURVES),
-               plots.curves_figure(history, title=f'{args.impl} softmax regression')
-               .to_html(include_plotlyjs=True, full_html=True))
-    write_text(os.path.join(out, METRICS), json.dumps(metrics, indent=2) + '\n')
-    print(f'wrote {METRICS}, {CURVES} and {PARAMS} to {out}')
+    write_curves(out, done, impl)
+    write_metrics(out, metrics, done, 'complete')
+    print(f'wrote {METRICS}, {CURVES}, {PARAMS} and {CHECKPOINT} to {out}')
     return 0
 
 
 def main(argv=None):
     """Run the CLI; returns the process exit status."""
     args = build_parser().parse_args(argv)
+    stop = StopOnSignal()
+    stop.install()
     try:
-        return run(args)
-    except (data.DataError, ContextError, UsageError) as e:
+        return run(args, stop)
+    except (data.DataError, ContextError, UsageError, CheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except Interrupted as e:  # before training started: nothing to keep
+        print(f'interrupted ({e})', file=sys.stderr)
+        return 128 + e.signum
 
 
 if __name__ == '__main__':
