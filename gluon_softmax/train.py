@@ -215,7 +215,7 @@ def build_model(impl, lr, ctx, side=data.IMAGE_SIDE):
     if impl == 'scratch':
         net = scratch.SoftmaxRegressionScratch(num_inputs=side * side, ctx=ctx)
         return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), lr)
-    net = concise.build_net(ctx=ctx)
+    net = concise.build_net(num_inputs=side * side, ctx=ctx)
     return net, concise.build_loss(), concise.build_trainer(net, lr)
 
 
