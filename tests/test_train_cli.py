@@ -123,3 +123,15 @@ def test_short_run_writes_metrics_curves_and_parameters(tmp_path, real_data_dir,
         net = scratch.SoftmaxRegressionScratch()
         net.load_parameters(str(out / 'model.params'))
         assert net.W.shape == (784, 10)
+
+
+def test_out_that_cannot_be_created_is_rejected(capsys, tmp_path, real_data_dir):
+    blocker = tmp_path / 'file'
+    blocker.write_text('keep me')
+    assert_usage_error(capsys, ['--out', str(blocker / 'run'), '--epochs', '1'],
+                       str(blocker / 'run'), 'cannot create')
+    assert blocker.read_text() == 'keep me'
+
+
+def test_resume_of_a_directory_that_is_not_a_run(capsys, tmp_path):
+    assert_usage_error(capsys, ['--resume', str(tmp_path)], '--resume', 'not a run directory')
