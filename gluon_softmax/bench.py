@@ -1,0 +1,542 @@
+"""Benchmarks: ``python -m gluon_softmax.bench [--epochs N] [--warmup N] [--out FILE] [--quick]``.
+
+Times one epoch of the default recipe (lr 0.1, batch 256) on the real
+Fashion-MNIST along several pipelines: the book's DataLoader ("book", the
+baseline), our in-memory path with both models ("concise", "scratch"), an
+in-memory PyTorch loop ("pytorch", when torch is installed) and the compute
+floor (the whole training set as single matrix products). Each row runs in a
+subprocess of its own (``--row NAME``) so that its peak RSS is its own; the
+row prints one JSON line that the parent collects. The parent also times the
+concise path over batch sizes and image sizes and runs the training CLI once,
+then prints markdown tables and writes every number to a JSON file.
+"""
+import argparse
+import datetime
+import gc
+import gzip
+import importlib.metadata
+import itertools
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as onp
+
+LR, BATCH_SIZE, SEED = 0.1, 256, 0
+NUM_INPUTS, NUM_OUTPUTS, IMAGE_SIDE = 784, 10, 28
+BOOK_WORKERS = 4
+QUICK_BOOK_BATCHES = 50  # --quick times this many batches of the book's pipeline, scaled up
+SCALING_BATCH_SIZES = (64, 256, 1024, 4096)
+QUICK_SCALING_BATCH_SIZES = (256, 1024)
+SCALING_RESIZES = (IMAGE_SIDE, 56)
+CLI_EPOCHS, QUICK_CLI_EPOCHS = 10, 1
+DEFAULT_OUT = os.path.join('bench-results', 'bench.json')
+# name -> what the row measures; the order of the table
+ROWS = {
+    'book': f'gluon.data.vision FashionMNIST + ToTensor + DataLoader({BOOK_WORKERS} workers), '
+            'nn.Dense + Trainer',
+    'concise': 'in-memory ArrayLoader, nn.Dense (hybridized) + Trainer',
+    'scratch': 'in-memory ArrayLoader, from-scratch model + SGD',
+    'pytorch': 'in-memory tensors, randperm + index, nn.Linear + SGD',
+    'floor': 'whole set as 2 matrix products, NumPy: X @ W, softmax, X^T (P - Y)',
+    'floor-mxnet': 'the same with mxnet.np (dot with transpose_a for X^T)',
+}
+# the IDX names inside the data directory; repeated from data.py because importing
+# gluon_softmax.data loads MXNet, which the PyTorch and NumPy rows keep out of their RSS
+IDX_NAMES = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+             False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+
+
+class BenchError(Exception):
+    """A measurement subprocess failed."""
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def summarize(name, epoch_seconds, num_examples=60000, **extra):
+    """A result row from the timed epochs: median seconds per epoch and examples per second."""
+    seconds = statistics.median(epoch_seconds)
+    return {'name': name, 'seconds_per_epoch': seconds, 'epoch_seconds': list(epoch_seconds),
+            'examples_per_second': num_examples / seconds, **extra}
+
+
+def add_ratios(rows, base='book', reference='pytorch'):
+    """Copies of ``rows`` with ``speedup_vs_book`` (base_s / row_s) and ``ratio_to_pytorch``
+    (row_s / reference_s); None where a row or its comparison was not measured."""
+    seconds = {row['name']: row.get('seconds_per_epoch') for row in rows}
+    base_s, reference_s = seconds.get(base), seconds.get(reference)
+    result = []
+    for row in rows:
+        s = row.get('seconds_per_epoch')
+        result.append({**row,
+                       'speedup_vs_book': base_s / s if s and base_s else None,
+                       'ratio_to_pytorch': s / reference_s if s and reference_s else None})
+    return result
+
+
+def fmt(value, spec, missing='–'):
+    """``format(value, spec)``, or ``missing`` for None."""
+    return missing if value is None else format(value, spec)
+
+
+def markdown_table(header, lines):
+    """A markdown table from a header tuple and rows of already formatted cells."""
+    out = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
+    out += ['| ' + ' | '.join(str(cell) for cell in line) + ' |' for line in lines]
+    return '\n'.join(out)
+
+
+def rows_table(rows):
+    """The main table: one line per row, skipped rows say why."""
+    header = ('row', 'pipeline', 'epochs', 's/epoch', 'examples/s', 'speed-up vs book',
+              'time / pytorch', 'test acc', 'peak RSS MiB')
+    lines = []
+    for row in rows:
+        if 'skipped' in row:
+            lines.append((row['name'], ROWS.get(row['name'], ''), f"skipped: {row['skipped']}",
+                          *['–'] * 6))
+            continue
+        name = row['name'] + (' *' if row.get('extrapolated_from_batches') else '')
+        lines.append((name, ROWS.get(row['name'], ''),
+                      f"{row['warmup']}+{len(row['epoch_seconds'])}",
+                      f"{row['seconds_per_epoch']:.3f}", f"{row['examples_per_second']:,.0f}",
+                      fmt(row.get('speedup_vs_book'), '.1f') + '×',
+                      fmt(row.get('ratio_to_pytorch'), '.2f'),
+                      fmt(row.get('test_acc'), '.4f'), fmt(row.get('peak_rss_mib'), '.0f')))
+    return markdown_table(header, lines)
+
+
+def scaling_table(rows):
+    """The scaling table of the concise in-memory path."""
+    header = ('batch size', 'resize', 's/epoch', 'examples/s', 'test acc', 'peak RSS MiB')
+    return markdown_table(header, [
+        (row['batch_size'], row['resize'], f"{row['seconds_per_epoch']:.3f}",
+         f"{row['examples_per_second']:,.0f}", fmt(row.get('test_acc'), '.4f'),
+         fmt(row.get('peak_rss_mib'), '.0f')) for row in rows])
+
+
+def report(results):
+    """The whole printed report for a results dict (as written to JSON)."""
+    m, s, cli = results['machine'], results['settings'], results['cli']
+    lines = [
+        '# gluon_softmax benchmark',
+        '',
+        f"machine: {m['platform']}, {m['cpu_count']} CPUs ({m['cpu_model']}), "
+        f"load average at start {m['load_average']}",
+        f"versions: Python {m['python']}, mxnet {m['mxnet']}, numpy {m['numpy']}, "
+        f"torch {m['torch'] or 'not installed'}",
+        f"recipe: lr {s['lr']}, batch size {s['batch_size']}, Fashion-MNIST train "
+        f"{s['num_train']} / test {s['num_test']} from {s['data_dir']}",
+        f"epochs: {s['warmup']} warm-up + {s['epochs']} timed (book: {s['warmup']} + "
+        f"{s['book_epochs']}); s/epoch is the median of the timed epochs",
+        '',
+        rows_table(results['rows']),
+        '',
+    ]
+    if s['book_batches']:
+        lines.append(f"* --quick: the book row times only the first {s['book_batches']} batches "
+                     'of each epoch and scales the time to a full epoch')
+    lines += ['speed-up vs book = book s/epoch / row s/epoch; time / pytorch = row s/epoch / '
+              'pytorch s/epoch; peak RSS is the row\'s own process (ru_maxrss)'
+              + (f"; the book's largest DataLoader worker peaked at "
+                 f"{fmt(book_workers_rss(results['rows']), '.0f')} MiB"
+                 if book_workers_rss(results['rows']) else ''),
+              '',
+              '## Scaling (concise, in-memory)',
+              '',
+              scaling_table(results['scaling']),
+              '',
+              f"## Full CLI run: python -m gluon_softmax.train --epochs {cli['epochs']} "
+              '--out <tmpdir> --seed 0',
+              '',
+              f"wall {cli['wall_seconds']:.1f} s, peak RSS {cli['peak_rss_mib']:.0f} MiB, "
+              f"final test acc {fmt(cli.get('test_acc'), '.4f')}, exit status "
+              f"{cli['returncode']}"]
+    return '\n'.join(lines)
+
+
+def book_workers_rss(rows):
+    """Peak RSS of the book row's largest DataLoader worker, or None."""
+    return next((row.get('peak_rss_workers_mib') for row in rows if row['name'] == 'book'), None)
+
+
+# ---------------------------------------------------------------- measurements (in a row process)
+
+def peak_rss_mib(who=resource.RUSAGE_SELF):
+    """Peak resident set size so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def time_epochs(run_epoch, warmup, epochs):
+    """Call ``run_epoch()`` ``warmup`` times untimed, then ``epochs`` times; the timed seconds."""
+    for _ in range(warmup):
+        run_epoch()
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        run_epoch()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def seed_everything(seed=SEED):
+    """Seed Python's, NumPy's and (when loaded) MXNet's generators."""
+    import random
+    random.seed(seed)
+    onp.random.seed(seed)
+    if 'mxnet' in sys.modules:
+        sys.modules['mxnet'].random.seed(seed)
+
+
+def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batches=None):
+    """Time ``training.train_epoch`` on the book's pipeline or our in-memory one."""
+    import mxnet as mx
+    from mxnet import npx
+
+    from gluon_softmax import concise, data, scratch, training
+    npx.set_np()
+    seed_everything()
+    ctx = mx.cpu()
+    if name == 'book':
+        train_iter, test_iter = data.load_data_fashion_mnist(batch_size, resize=resize,
+                                                             root=data_dir,
+                                                             num_workers=BOOK_WORKERS)
+    else:
+        train_iter, test_iter = data.load_arrays_iters(batch_size, resize=resize, root=data_dir,
+                                                       ctx=ctx)
+    side = resize or IMAGE_SIDE
+    if name == 'scratch':
+        net = scratch.SoftmaxRegressionScratch(num_inputs=side * side, ctx=ctx)
+        loss, updater = scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), LR)
+    else:
+        net, loss = concise.build_net(num_inputs=side * side, ctx=ctx), concise.build_loss()
+        updater = concise.build_trainer(net, LR)
+    num_batches = len(train_iter)
+    timed_batches = min(max_batches or num_batches, num_batches)
+
+    def run_epoch():
+        batches = itertools.islice(train_iter, timed_batches)
+        training.train_epoch(net, batches, loss, updater, ctx)
+        # train_epoch's final read waits for the loss sum, not for the last update
+        mx.nd.waitall()
+
+    seconds = time_epochs(run_epoch, warmup, epochs)
+    test_acc = training.evaluate_accuracy(net, test_iter, ctx)
+    # the DataLoader terminates and joins its workers when collected: then
+    # RUSAGE_CHILDREN holds the largest worker's peak
+    del train_iter, test_iter
+    gc.collect()
+    scale = num_batches / timed_batches
+    return summarize(name, [s * scale for s in seconds], warmup=warmup, batch_size=batch_size,
+                     resize=side, test_acc=test_acc, num_batches=num_batches,
+                     extrapolated_from_batches=timed_batches if scale != 1 else None,
+                     peak_rss_mib=peak_rss_mib(),
+                     peak_rss_workers_mib=peak_rss_mib(resource.RUSAGE_CHILDREN) or None)
+
+
+def read_idx_plain(data_dir, name):
+    """The data bytes of one IDX file (``.gz`` or plain) as uint8, without MXNet or checks."""
+    path = os.path.join(data_dir, name)
+    if os.path.isfile(path + '.gz'):
+        with gzip.open(path + '.gz', 'rb') as f:
+            content = f.read()
+    else:
+        with open(path, 'rb') as f:
+            content = f.read()
+    # byte 3 of the magic number is the number of dimensions, each a 4-byte size
+    return onp.frombuffer(content, dtype=onp.uint8, offset=4 + 4 * content[3])
+
+
+def read_flat(data_dir, train):
+    """One split as ``(X float32 (n, 784) in [0, 1], y int64 (n,))``, the values ToTensor gives."""
+    images, labels = (read_idx_plain(data_dir, name) for name in IDX_NAMES[train])
+    return (images.reshape(len(labels), NUM_INPUTS).astype(onp.float32) / 255.0,
+            labels.astype(onp.int64))
+
+
+def measure_pytorch(data_dir, batch_size, warmup, epochs):
+    """Time the in-memory PyTorch loop, the same recipe; skipped without torch."""
+    try:
+        import torch
+    except ImportError:
+        return {'name': 'pytorch', 'skipped': 'torch not installed'}
+    torch.manual_seed(SEED)
+    X, y = (torch.from_numpy(a) for a in read_flat(data_dir, True))
+    X_test, y_test = (torch.from_numpy(a) for a in read_flat(data_dir, False))
+    net = torch.nn.Linear(NUM_INPUTS, NUM_OUTPUTS)
+    # the book's initialisation, as in the MXNet rows
+    torch.nn.init.normal_(net.weight, std=0.01)
+    torch.nn.init.zeros_(net.bias)
+    loss = torch.nn.CrossEntropyLoss()  # mean over the batch, like Trainer.step(batch_size)
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR)
+    n = len(y)
+
+    def run_epoch():
+        # the same work per batch as train_epoch: loss sum and correct count kept on the side
+        loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
+        order = torch.randperm(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            X_batch, y_batch = X[idx], y[idx]
+            y_hat = net(X_batch)
+            l = loss(y_hat, y_batch)
+            optimizer.zero_grad()
+            l.backward()
+            optimizer.step()
+            loss_sum += l.detach() * len(idx)
+            correct += (y_hat.argmax(dim=1) == y_batch).sum()
+        return loss_sum.item() / n, correct.item() / n
+
+    seconds = time_epochs(run_epoch, warmup, epochs)
+    with torch.no_grad():
+        test_acc = (net(X_test).argmax(dim=1) == y_test).float().mean().item()
+    return summarize('pytorch', seconds, warmup=warmup, batch_size=batch_size,
+                     resize=IMAGE_SIDE, test_acc=test_acc, torch=torch.__version__,
+                     torch_threads=torch.get_num_threads(), peak_rss_mib=peak_rss_mib())
+
+
+def measure_floor_numpy(data_dir, warmup, epochs):
+    """Time one full-batch forward and backward pass with NumPy."""
+    X, y = read_flat(data_dir, True)
+    Y = onp.eye(NUM_OUTPUTS, dtype=onp.float32)[y]
+    W = onp.random.default_rng(SEED).normal(0, 0.01, (NUM_INPUTS, NUM_OUTPUTS))
+    W, b = W.astype(onp.float32), onp.zeros(NUM_OUTPUTS, dtype=onp.float32)
+    n = len(y)
+
+    def run_epoch():
+        O = X @ W + b  # (60000, 784) @ (784, 10) -> (60000, 10)
+        P = onp.exp(O - O.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        D = P - Y
+        return X.T @ D / n, D.sum(axis=0) / n  # (784, 60000) @ (60000, 10) -> (784, 10)
+
+    seconds = time_epochs(run_epoch, warmup, epochs)
+    return summarize('floor', seconds, warmup=warmup, batch_size=n, resize=IMAGE_SIDE,
+                     test_acc=None, peak_rss_mib=peak_rss_mib())
+
+
+def measure_floor_mxnet(data_dir, warmup, epochs):
+    """Time one full-batch forward and backward pass with mxnet.np."""
+    import mxnet as mx
+    from mxnet import np, npx
+    npx.set_np()
+    X_host, y_host = read_flat(data_dir, True)
+    X, Y = np.array(X_host), npx.one_hot(np.array(y_host), NUM_OUTPUTS)
+    W = np.random.normal(0, 0.01, (NUM_INPUTS, NUM_OUTPUTS))
+    b = np.zeros(NUM_OUTPUTS)
+    n = len(y_host)
+
+    def run_epoch():
+        P = npx.softmax(np.dot(X, W) + b)  # (60000, 784) @ (784, 10) -> (60000, 10)
+        D = P - Y
+        # np.dot(X.T, D) copies the transpose first and is slower than this whole pass
+        G = mx.nd.dot(X.as_nd_ndarray(), D.as_nd_ndarray(), transpose_a=True) / n
+        g_b = D.sum(axis=0) / n
+        G.wait_to_read()
+        g_b.wait_to_read()
+
+    seconds = time_epochs(run_epoch, warmup, epochs)
+    return summarize('floor-mxnet', seconds, warmup=warmup, batch_size=n, resize=IMAGE_SIDE,
+                     test_acc=None, peak_rss_mib=peak_rss_mib())
+
+
+def measure_row(args):
+    """The measurement ``--row`` names, as a dict."""
+    if args.row in ('book', 'concise', 'scratch'):
+        return measure_gluon(args.row, args.data_dir, args.batch_size, args.resize,
+                             args.warmup, args.epochs, args.max_batches)
+    if args.row == 'pytorch':
+        return measure_pytorch(args.data_dir, args.batch_size, args.warmup, args.epochs)
+    if args.row == 'floor':
+        return measure_floor_numpy(args.data_dir, args.warmup, args.epochs)
+    return measure_floor_mxnet(args.data_dir, args.warmup, args.epochs)
+
+
+# ---------------------------------------------------------------- orchestration (parent process)
+
+def run_child(cmd):
+    """Run ``cmd`` to the end; returns ``(exit status, wall seconds, peak RSS MiB, stdout, stderr)``."""
+    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        # wait4 rather than proc.wait(): it also gives this one child's resource usage
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, seconds, usage.ru_maxrss / 1024, out.read(), err.read()
+
+
+def run_row(name, data_dir, warmup, epochs, batch_size=BATCH_SIZE, resize=None,
+            max_batches=None):
+    """Measure one row in a fresh ``python -m gluon_softmax.bench --row`` process."""
+    cmd = [sys.executable, '-m', 'gluon_softmax.bench', '--row', name, '--data-dir', data_dir,
+           '--warmup', str(warmup), '--epochs', str(epochs), '--batch-size', str(batch_size)]
+    if resize:
+        cmd += ['--resize', str(resize)]
+    if max_batches:
+        cmd += ['--max-batches', str(max_batches)]
+    print(f'measuring {name} (batch size {batch_size}, resize {resize or IMAGE_SIDE}) ...',
+          file=sys.stderr, flush=True)
+    status, _, _, out, err = run_child(cmd)
+    if status != 0 or not out.strip():
+        raise BenchError(f'row {name} exited with status {status}: {err.strip()[-2000:]}')
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_cli(epochs):
+    """Wall time, peak RSS and final test accuracy of one training CLI run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'run')
+        cmd = [sys.executable, '-m', 'gluon_softmax.train', '--epochs', str(epochs),
+               '--out', out, '--seed', str(SEED)]
+        print(f"running {' '.join(cmd[1:])} ...", file=sys.stderr, flush=True)
+        status, seconds, rss, _, err = run_child(cmd)
+        if status != 0:
+            raise BenchError(f'the CLI exited with status {status}: {err.strip()[-2000:]}')
+        with open(os.path.join(out, 'metrics.json'), encoding='utf-8') as f:
+            history = json.load(f)['epochs']
+    return {'command': f'python -m gluon_softmax.train --epochs {epochs} --out <tmpdir> '
+                       f'--seed {SEED}',
+            'epochs': epochs, 'returncode': status, 'wall_seconds': seconds,
+            'peak_rss_mib': rss, 'test_acc': history[-1]['test_acc'],
+            'epoch_seconds': [entry['seconds'] for entry in history]}
+
+
+def package_version(name):
+    """The installed version of distribution ``name``, or None (never imports it)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or the platform's processor string."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def machine_info():
+    """What the numbers were measured on."""
+    return {'platform': platform.platform(), 'python': platform.python_version(),
+            'cpu_count': os.cpu_count(), 'cpu_model': cpu_model(),
+            'load_average': ' '.join(f'{x:.2f}' for x in os.getloadavg()),
+            'mxnet': package_version('mxnet'), 'numpy': onp.__version__,
+            'torch': package_version('torch'),
+            'date': datetime.datetime.now().isoformat(timespec='seconds')}
+
+
+def run_all(args):
+    """Measure every row, the scaling runs and the CLI; returns the results dict."""
+    from gluon_softmax import data
+    data_dir = data.find_data_dir(args.data_dir)
+    warmup, epochs = args.warmup, args.epochs
+    book_epochs = min(args.book_epochs, epochs)
+    book_batches = QUICK_BOOK_BATCHES if args.quick else None
+    results = {'machine': machine_info(),
+               'settings': {'lr': LR, 'batch_size': BATCH_SIZE, 'seed': SEED, 'warmup': warmup,
+                            'epochs': epochs, 'book_epochs': book_epochs,
+                            'book_batches': book_batches, 'book_num_workers': BOOK_WORKERS,
+                            'quick': args.quick, 'data_dir': data_dir,
+                            'num_train': 60000, 'num_test': 10000}}
+    rows = [run_row('book', data_dir, warmup, book_epochs, max_batches=book_batches)]
+    rows += [run_row(name, data_dir, warmup, epochs)
+             for name in ('concise', 'scratch', 'pytorch', 'floor', 'floor-mxnet')]
+    results['rows'] = add_ratios(rows)
+    # the concise row already is batch 256 at 28 x 28: reuse it rather than measure twice
+    concise = next(row for row in rows if row['name'] == 'concise')
+    scaling = []
+    batch_sizes = QUICK_SCALING_BATCH_SIZES if args.quick else SCALING_BATCH_SIZES
+    for batch_size in batch_sizes:
+        scaling.append(concise if batch_size == BATCH_SIZE else
+                       run_row('concise', data_dir, warmup, epochs, batch_size=batch_size))
+    for side in SCALING_RESIZES:
+        if side != IMAGE_SIDE:
+            scaling.append(run_row('concise', data_dir, warmup, epochs, resize=side))
+    results['scaling'] = scaling
+    results['cli'] = run_cli(QUICK_CLI_EPOCHS if args.quick else CLI_EPOCHS)
+    return results
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text!r}')
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}')
+    return value
+
+
+def build_parser():
+    """The benchmark's flags; ``--row`` and below are for the measuring subprocesses."""
+    p = argparse.ArgumentParser(prog='python -m gluon_softmax.bench',
+                                description='Time softmax regression pipelines on Fashion-MNIST.')
+    p.add_argument('--epochs', type=positive_int, default=10, metavar='N',
+                   help='timed epochs per row (default: 10; --quick: 1)')
+    p.add_argument('--warmup', type=non_negative_int, default=1, metavar='N',
+                   help='untimed epochs before them (default: 1)')
+    p.add_argument('--book-epochs', type=positive_int, default=3, metavar='N',
+                   help='timed epochs of the slow book row, at most --epochs (default: 3)')
+    p.add_argument('--out', default=DEFAULT_OUT, metavar='FILE',
+                   help=f'JSON file for the results (default: {DEFAULT_OUT})')
+    p.add_argument('--quick', action='store_true',
+                   help='1 warm-up + 1 timed epoch, book row extrapolated from '
+                        f'{QUICK_BOOK_BATCHES} batches, fewer batch sizes, 1-epoch CLI run')
+    p.add_argument('--data-dir', metavar='DIR',
+                   help='directory with the Fashion-MNIST files (default: found as the CLI does)')
+    p.add_argument('--row', choices=tuple(ROWS), help=argparse.SUPPRESS)
+    p.add_argument('--batch-size', type=positive_int, default=BATCH_SIZE, help=argparse.SUPPRESS)
+    p.add_argument('--resize', type=positive_int, help=argparse.SUPPRESS)
+    p.add_argument('--max-batches', type=positive_int, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None):
+    """Run the benchmark (or, with ``--row``, one measurement); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.row:
+        print(json.dumps(measure_row(args)), flush=True)
+        return 0
+    if args.quick:
+        args.warmup, args.epochs = 1, 1
+    from gluon_softmax.data import DataError
+    try:
+        results = run_all(args)
+    except (DataError, BenchError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(report(results))
+    directory = os.path.dirname(args.out)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(args.out, 'w', encoding='utf-8') as f:
+        json.dump(results, f, indent=2)
+        f.write('\n')
+    print(f'\nwrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
