@@ -205,7 +205,8 @@ def download_fashion_mnist(directory, base_url=UPSTREAM_URL):
         target = os.path.join(directory, name + '.gz')
         if idx_path(directory, name) is not None:
             continue
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=name, suffix='.gz.part')
+        # the temporary name ends in .gz so that read_idx decompresses it before hashing
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{name}.', suffix='.part.gz')
         try:
             with os.fdopen(fd, 'wb') as out:
                 with urllib.request.urlopen(base_url + name + '.gz', timeout=60) as response:
@@ -214,7 +215,10 @@ def download_fashion_mnist(directory, base_url=UPSTREAM_URL):
                         if not chunk:
                             break
                         out.write(chunk)
-            read_idx(tmp, magic, sha256)
+            try:
+                read_idx(tmp, magic, sha256)
+            except DataError as e:
+                raise DataError(str(e).replace(tmp, f'{target} (as downloaded)')) from None
             os.replace(tmp, target)
         except OSError as e:
             raise DataError(f'{target}: download failed: {e}') from None

@@ -287,13 +287,13 @@ def run(args, stop):
           + (f' (resumed after epoch {len(done)})' if args.resume else ''), flush=True)
 
     def after_epoch(entry):
-        done.append(entry)
-        print(format_epoch(entry, num_epochs), flush=True)
-
         def save():
-            save_checkpoint(checkpoint, impl, net, updater, done)
+            # the epoch counts as done only once its checkpoint is on disk
+            save_checkpoint(checkpoint, impl, net, updater, done + [entry])
+            done.append(entry)
             write_metrics(out, metrics, done, 'running')
         stop.run_whole(save)
+        print(format_epoch(entry, num_epochs), flush=True)
 
     try:
         training.train(net, train_iter, test_iter, loss, updater, num_epochs, ctx,

@@ -1,0 +1,86 @@
+"""Shared fixtures: MXNet's NumPy mode, tiny IDX files written on the fly, the real data set.
+
+Other test modules may import the helpers directly (``from conftest import write_idx``).
+"""
+import gzip
+import os
+import struct
+
+import numpy as onp
+import pytest
+from mxnet import npx
+
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # the IDX magic numbers, restated from the format spec
+IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+             't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+# split -> (images file, labels file, number of examples in the tiny copy)
+TINY_SPLITS = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 12),
+               False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 8)}
+
+
+@pytest.fixture(autouse=True)
+def np_mode():
+    """Every test runs in MXNet's NumPy mode (``mxnet.np`` arrays, NumPy semantics)."""
+    npx.set_np()
+    yield
+
+
+def write_idx(path, array, magic, compress=True, dims=None):
+    """Write ``array`` (uint8) to ``path`` as an IDX file: magic, dimensions, raw bytes.
+
+    ``compress`` gzips the bytes (the file name is ``path`` as given either way);
+    ``dims`` overrides the dimensions written in the header, to make corrupt files.
+    """
+    array = onp.ascontiguousarray(array, dtype=onp.uint8)
+    dims = array.shape if dims is None else dims
+    content = struct.pack('>I', magic) + struct.pack('>' + 'I' * len(dims), *dims) \
+        + array.tobytes()
+    path = os.fspath(path)
+    with (gzip.open(path, 'wb') if compress else open(path, 'wb')) as f:
+        f.write(content)
+    return path
+
+
+def tiny_arrays(train=True):
+    """The tiny split's ``(images (n, 28, 28) uint8, labels (n,) uint8)``, the same every call."""
+    n = TINY_SPLITS[bool(train)][2]
+    rng = onp.random.RandomState(1 if train else 2)
+    images = rng.randint(0, 256, size=(n, 28, 28)).astype(onp.uint8)
+    images[0, 0, 0], images[0, 0, 1] = 0, 255  # both ends of the pixel range
+    labels = rng.permutation(onp.arange(n) % 10).astype(onp.uint8)
+    return images, labels
+
+
+def write_tiny_dataset(directory, compress=True):
+    """Write the four tiny IDX files into ``directory`` (``name.gz`` or plain ``name``)."""
+    os.makedirs(directory, exist_ok=True)
+    for train, (images_name, labels_name, _) in TINY_SPLITS.items():
+        images, labels = tiny_arrays(train)
+        suffix = '.gz' if compress else ''
+        write_idx(os.path.join(directory, images_name + suffix), images, IMAGES_MAGIC, compress)
+        write_idx(os.path.join(directory, labels_name + suffix), labels, LABELS_MAGIC, compress)
+    return directory
+
+
+@pytest.fixture
+def tiny_idx_dir(tmp_path):
+    """A directory holding gzipped Fashion-MNIST-shaped IDX files: 12 train, 8 test images."""
+    return write_tiny_dataset(tmp_path / 'tiny-fashion-mnist')
+
+
+@pytest.fixture(name='write_idx')
+def write_idx_fixture():
+    """:func:`write_idx` as a fixture, for tests that prefer not to import conftest."""
+    return write_idx
+
+
+@pytest.fixture
+def real_data_dir():
+    """The directory of the installed Fashion-MNIST; skipped (CI: failed) when there is none."""
+    from gluon_softmax import data
+    try:
+        return data.find_data_dir()
+    except data.DataError as e:
+        if os.environ.get('GLUON_SOFTMAX_REQUIRE_DATA') == '1':
+            pytest.fail(f'real Fashion-MNIST required (GLUON_SOFTMAX_REQUIRE_DATA=1): {e}')
+        pytest.skip(f'real Fashion-MNIST not installed: {e}')

@@ -1,0 +1,76 @@
+"""Device specs: parsing, rejecting malformed ones, GPUs only where MXNet has them."""
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import np
+
+from gluon_softmax import concise, scratch, training
+from gluon_softmax.context import ContextError, parse_ctx, try_gpu
+from gluon_softmax.data import ArrayLoader
+
+NUM_GPUS = mx.context.num_gpus()
+cpu_build_only = pytest.mark.skipif(NUM_GPUS > 0, reason='checks the CPU build (no GPU seen)')
+
+
+@pytest.mark.parametrize('spec, expected', [
+    ('cpu', [mx.cpu()]),
+    ('cpu:0', [mx.cpu(0)]),
+    ('cpu:1', [mx.cpu(1)]),
+    ('CPU', [mx.cpu()]),
+    (' cpu ', [mx.cpu()]),
+    ('cpu:0,cpu:1', [mx.cpu(0), mx.cpu(1)]),
+    ('cpu:1, cpu:2', [mx.cpu(1), mx.cpu(2)]),
+], ids=repr)
+def test_parse_cpu_specs(spec, expected):
+    got = parse_ctx(spec)
+    assert got == expected
+    assert all(isinstance(c, mx.Context) for c in got)
+
+
+@pytest.mark.parametrize('spec', ['tpu', 'cpu:x', '', '   ', 'cpu:', 'cpu,cpu', 'cpu:0,cpu',
+                                  'cpu:-1', 'cpu:1:2', ',', 'cpu,', 'gpux', None, 0])
+def test_malformed_specs_raise_context_error(spec):
+    with pytest.raises(ContextError):
+        parse_ctx(spec)
+
+
+@cpu_build_only
+@pytest.mark.parametrize('spec', ['gpu', 'gpu:0', 'gpu:all', 'cpu,gpu', 'gpu:1'])
+def test_gpu_specs_on_the_cpu_build_say_how_to_get_a_gpu_build(spec):
+    with pytest.raises(ContextError) as info:
+        parse_ctx(spec)
+    assert 'mxnet-cu' in str(info.value)
+    assert spec in str(info.value)
+
+
+@cpu_build_only
+def test_try_gpu_falls_back_to_the_cpu():
+    assert try_gpu() == mx.cpu()
+    assert try_gpu(3) == mx.cpu()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(NUM_GPUS == 0, reason='no GPU: mx.context.num_gpus() is 0')
+@pytest.mark.parametrize('impl', ['scratch', 'concise'])
+def test_one_batch_trains_on_the_gpu(impl):
+    ctx = mx.gpu(0)
+    assert parse_ctx('gpu') == [ctx] and parse_ctx('gpu:all') == [mx.gpu(i)
+                                                                   for i in range(NUM_GPUS)]
+    rng = onp.random.RandomState(0)
+    X = rng.rand(8, 1, 28, 28).astype(onp.float32)
+    y = rng.randint(0, 10, 8)
+    if impl == 'scratch':
+        net = scratch.SoftmaxRegressionScratch(ctx=ctx)
+        loss, updater = scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), 0.1)
+        weight = net.W
+    else:
+        net = concise.build_net(ctx=ctx)
+        loss, updater = concise.build_loss(), concise.build_trainer(net, 0.1)
+        weight = net[0].weight.data(ctx)
+    before = weight.asnumpy().copy()
+    train_loss, _ = training.train_epoch(net, ArrayLoader(X, y, 8, ctx=ctx), loss, updater, ctx)
+    assert onp.isfinite(train_loss)
+    after = (net.W if impl == 'scratch' else net[0].weight.data(ctx))
+    assert after.ctx == ctx
+    assert not onp.allclose(after.asnumpy(), before)
+    assert net(np.array(X, ctx=ctx)).ctx == ctx
