@@ -44,7 +44,7 @@ bench: data
 
 notebook: data
 	$(PY) -m pip install --quiet notebook
-	$(VENV)/bin/jupyter notebook notebooks/softmax_regression.ipynb
+	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/softmax_regression.ipynb
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -16,7 +16,11 @@ _EXPORTS = {
     'concise': ('build_net', 'build_loss', 'build_trainer'),
     'training': ('accuracy', 'evaluate_accuracy', 'train_epoch', 'train'),
     'context': ('ContextError', 'parse_ctx', 'try_gpu', 'num_gpus'),
-    'plots': ('curves_figure',),
+    'plots': ('curves_figure', 'LiveCurves', 'images_figure', 'predictions_figure',
+              'confusion_matrix', 'confusion_figure', 'per_class_accuracy_figure',
+              'weights_figure', 'loss_functions_figure', 'softmax_stability_figure'),
+    'report': ('report_figures', 'report_html'),
+    'checkpoint': ('CheckpointError', 'save_checkpoint', 'load_checkpoint'),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

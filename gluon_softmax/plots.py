@@ -1,8 +1,29 @@
-"""Figures as pure functions: data in, ``plotly.graph_objects.Figure`` out (nothing is shown)."""
+"""Figures as pure functions: data in, ``plotly.graph_objects.Figure`` out (nothing is shown).
+
+Arrays may be NumPy arrays or ``mxnet.np`` arrays (anything with ``.asnumpy()``);
+class labels are optional sequences of names, by default the class numbers. The
+one stateful object, :class:`LiveCurves`, redraws :func:`curves_figure` in a
+notebook after each epoch.
+"""
+import math
+
+import numpy as onp
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 CURVES = (('train_loss', 'train loss'), ('train_acc', 'train acc'), ('test_acc', 'test acc'))
+# several runs in one figure: the colour says which run, the dash which quantity
+DASHES = {'train_loss': 'solid', 'train_acc': 'dash', 'test_acc': 'dot'}
+WRONG = '#d62728'  # plotly's red: the titles and frames of wrong predictions
+RIGHT = '#222222'
+TEMPLATE = 'plotly_white'
+FLOAT32_MAX_EXP = math.log(onp.finfo(onp.float32).max)  # exp(x) overflows float32 above ~88.72
+
+
+def to_numpy(a):
+    """A NumPy array from a NumPy array, an ``mxnet`` array or a sequence."""
+    return a.asnumpy() if hasattr(a, 'asnumpy') else onp.asarray(a)
 
 
 def _runs(history):
@@ -16,19 +37,357 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST'):
     """Train loss, train accuracy and test accuracy against epoch, lines+markers.
 
     ``history`` is what :func:`gluon_softmax.training.train` returns, or a dict
-    mapping run names to such histories to overlay several runs.
+    mapping run names to such histories to overlay several runs (then each run
+    has one colour and each quantity one dash style).
     """
     runs = _runs(history)
+    several = len(runs) > 1
     fig = make_subplots(rows=1, cols=2, subplot_titles=('loss', 'accuracy'))
-    for run, entries in runs.items():
+    for i, (run, entries) in enumerate(runs.items()):
         epochs = [e['epoch'] for e in entries]
+        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         for key, label in CURVES:
             name = f'{run} {label}'.strip()
+            style = dict(line=dict(color=colour, dash=DASHES[key]), legendgroup=run) \
+                if several else {}
             fig.add_trace(go.Scatter(x=epochs, y=[e[key] for e in entries], name=name,
-                                     mode='lines+markers', meta=key),
+                                     mode='lines+markers', meta=key, **style),
                           row=1, col=1 if key == 'train_loss' else 2)
     fig.update_xaxes(title_text='epoch')
+    if max((len(entries) for entries in runs.values()), default=0) <= 20:
+        fig.update_xaxes(dtick=1)  # whole epochs only
     fig.update_yaxes(title_text='mean cross-entropy', row=1, col=1)
     fig.update_yaxes(title_text='accuracy', row=1, col=2)
-    fig.update_layout(title=title, template='plotly_white', height=420)
+    fig.update_layout(title=title, template=TEMPLATE, height=420)
+    return fig
+
+
+class LiveCurves:
+    """A ``callback`` for :func:`gluon_softmax.training.train` that redraws the curves.
+
+    The first epoch displays :func:`curves_figure` with ``display(...,
+    display_id=True)``; later epochs replace that output through the returned
+    handle's ``update``, so a notebook cell shows one figure that grows. The
+    entries seen so far are kept in ``history``. Outside IPython (and without
+    a ``display``) nothing is shown.
+
+    Parameters
+    ----------
+    num_epochs : fixes the epoch axis to ``1..num_epochs`` so it does not rescale as it grows.
+    title : the figure's title.
+    display : a function like ``IPython.display.display`` (default: that one).
+    """
+
+    def __init__(self, num_epochs=None, title='Softmax regression on Fashion-MNIST',
+                 display=None):
+        self.num_epochs = num_epochs
+        self.title = title
+        self.display = display
+        self.history = []
+        self.handle = None
+
+    def figure(self):
+        """The figure of the epochs seen so far."""
+        fig = curves_figure(self.history, title=self.title)
+        if self.num_epochs:
+            fig.update_xaxes(range=[0.5, self.num_epochs + 0.5])
+        return fig
+
+    def _display_function(self):
+        if self.display is not None:
+            return self.display
+        from IPython import get_ipython
+        if get_ipython() is None:
+            return None
+        from IPython.display import display
+        return display
+
+    def __call__(self, entry):
+        self.history.append(dict(entry))
+        display = self._display_function()
+        if display is None:
+            return
+        # Figure._ipython_display_ would ignore display_id (each epoch a new output), so the
+        # figure goes out as the raw MIME bundle of the notebook's default plotly renderer
+        bundle = self.figure()._repr_mimebundle_()
+        if self.handle is None:
+            self.handle = display(bundle, raw=True, display_id=True)
+        else:
+            self.handle.update(bundle, raw=True)
+
+    def __repr__(self):
+        return f'LiveCurves(num_epochs={self.num_epochs}, epochs_seen={len(self.history)})'
+
+
+def as_images(X):
+    """A batch of images as a float array ``(n, height, width)``.
+
+    Accepts ``(n, 1, h, w)`` (the loaders' layout), ``(n, h, w, 1)`` (the raw
+    data set's), ``(n, h, w)`` and flat ``(n, h*w)`` for square images.
+    """
+    X = to_numpy(X).astype(onp.float32)
+    if X.ndim == 4 and X.shape[1] == 1:
+        return X[:, 0]
+    if X.ndim == 4 and X.shape[3] == 1:
+        return X[..., 0]
+    if X.ndim == 3:
+        return X
+    if X.ndim == 2:
+        side = math.isqrt(X.shape[1])
+        if side * side == X.shape[1]:
+            return X.reshape(-1, side, side)
+    raise ValueError(f'expected grayscale images (n, 1, h, w), (n, h, w, 1), (n, h, w) or '
+                     f'(n, side*side), got shape {X.shape}')
+
+
+def _grid(n, num_cols):
+    """``(rows, cols)`` of a grid that holds ``n`` panels, at most ``num_cols`` wide."""
+    cols = max(1, min(num_cols, n))
+    return max(1, -(-n // cols)), cols
+
+
+def _image_grid(images, titles, num_cols, colorscale, zmin, zmax, zmid=None, title=None,
+                cell=150, hover='row %{y}, column %{x}: %{z:.3f}', showscale=False,
+                colorbar_title=None):
+    """Heatmaps of ``images`` (n, h, w) in a grid, upright, square pixels, titled."""
+    n = len(images)
+    rows, cols = _grid(n, num_cols)
+    # make_subplots drops empty titles, which would shift the others; ' ' keeps one per panel
+    titles = [str(t) if str(t) else ' ' for t in titles] if titles is not None else None
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
+                        horizontal_spacing=0.02, vertical_spacing=0.3 / rows if rows > 1 else 0)
+    for i, image in enumerate(images):
+        fig.add_trace(go.Heatmap(z=image, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid,
+                                 showscale=showscale and i == 0, hovertemplate=hover +
+                                 '<extra>' + (titles[i] if titles else str(i)) + '</extra>',
+                                 colorbar=dict(title=colorbar_title) if colorbar_title else None),
+                      row=i // cols + 1, col=i % cols + 1)
+    # images: row 0 at the top, one pixel as wide as it is high, no ticks
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain='domain')
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange='reversed',
+                     scaleanchor='x', constrain='domain')
+    for i in range(n):  # each y axis is anchored to its own x axis
+        suffix = '' if i == 0 else str(i + 1)
+        fig.layout['yaxis' + suffix].scaleanchor = 'x' + suffix
+    fig.update_annotations(font_size=12)
+    fig.update_layout(title=title, template=TEMPLATE, height=rows * cell + 100,
+                      margin=dict(l=20, r=20, t=90 if title else 40, b=20))
+    return fig
+
+
+def images_figure(X, titles=None, num_cols=9, title=None):
+    """A grid of grayscale images (a batch ``X``), each titled by ``titles`` (e.g. text labels)."""
+    images = as_images(X)
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f'{len(titles)} titles for {len(images)} images')
+    vmax = max(1.0, float(images.max())) if images.size else 1.0  # [0, 1] floats or 0..255 bytes
+    return _image_grid(images, titles, num_cols, 'gray', 0.0, vmax, title=title)
+
+
+def _names(labels, indices):
+    """Class names for class numbers (the numbers themselves when ``labels`` is None)."""
+    return [str(labels[int(i)]) if labels is not None else str(int(i)) for i in indices]
+
+
+def predictions_figure(X, y, y_hat_labels, labels=None, num_cols=6,
+                       title='Predictions (title: true / predicted; wrong ones in red)'):
+    """Images titled ``true / predicted``; wrong predictions get a red title and frame.
+
+    ``y`` and ``y_hat_labels`` are class numbers (``y_hat.argmax(axis=1)``);
+    ``labels`` maps them to names. Each heatmap's ``meta`` records
+    ``{'true': ..., 'predicted': ..., 'correct': ...}``.
+    """
+    images = as_images(X)
+    y, y_hat_labels = to_numpy(y).astype(int).ravel(), to_numpy(y_hat_labels).astype(int).ravel()
+    if not len(images) == len(y) == len(y_hat_labels):
+        raise ValueError(f'{len(images)} images, {len(y)} labels and {len(y_hat_labels)} '
+                         'predictions: expected as many of each')
+    true, predicted = _names(labels, y), _names(labels, y_hat_labels)
+    titles = [f'{t} / {p}' for t, p in zip(true, predicted)]
+    vmax = max(1.0, float(images.max())) if images.size else 1.0
+    fig = _image_grid(images, titles, num_cols, 'gray', 0.0, vmax, title=title, cell=170)
+    for i, (trace, annotation) in enumerate(zip(fig.data, fig.layout.annotations)):
+        correct = bool(y[i] == y_hat_labels[i])
+        trace.meta = {'true': true[i], 'predicted': predicted[i], 'correct': correct}
+        annotation.font.color = RIGHT if correct else WRONG
+        if not correct:
+            suffix = '' if i == 0 else str(i + 1)
+            for axis in ('xaxis', 'yaxis'):
+                fig.layout[axis + suffix].update(showline=True, linewidth=3, linecolor=WRONG,
+                                                 mirror=True)
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    """Counts ``C[i, j]`` of examples of true class ``i`` predicted as class ``j`` (int64)."""
+    y_true = to_numpy(y_true).astype(onp.int64).ravel()
+    y_pred = to_numpy(y_pred).astype(onp.int64).ravel()
+    if len(y_true) != len(y_pred):
+        raise ValueError(f'{len(y_true)} labels but {len(y_pred)} predictions')
+    for name, values in (('label', y_true), ('prediction', y_pred)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f'{name} outside 0..{num_classes - 1}')
+    # one histogram over the num_classes**2 (true, predicted) pairs
+    flat = onp.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def _class_names(labels, num_classes):
+    return [str(label) for label in labels] if labels is not None else \
+        [str(i) for i in range(num_classes)]
+
+
+def confusion_figure(y_true, y_pred, labels=None, num_classes=None,
+                     title='Confusion matrix on the test set'):
+    """Heatmap of :func:`confusion_matrix`: rows true class, columns predicted, counts written in.
+
+    The hover text also gives each count as a fraction of its true class.
+    """
+    num_classes = num_classes or (len(labels) if labels is not None else
+                                  int(max(to_numpy(y_true).max(), to_numpy(y_pred).max())) + 1)
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    names = _class_names(labels, num_classes)
+    per_row = cm / onp.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig = go.Figure(go.Heatmap(
+        z=cm, x=names, y=names, colorscale='Blues', customdata=per_row,
+        texttemplate='%{z}', colorbar=dict(title='count'),
+        hovertemplate='true %{y}, predicted %{x}: %{z} (%{customdata:.1%} of %{y})<extra></extra>'))
+    fig.update_xaxes(title_text='predicted class', side='bottom', tickangle=-30)
+    fig.update_yaxes(title_text='true class', autorange='reversed')
+    fig.update_layout(title=title, template=TEMPLATE, height=620, width=720)
+    return fig
+
+
+def per_class_accuracy(y_true, y_pred, num_classes):
+    """Per true class, the fraction of its examples predicted correctly (NaN if it has none)."""
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    totals = cm.sum(axis=1)
+    with onp.errstate(invalid='ignore', divide='ignore'):
+        return onp.where(totals > 0, onp.diag(cm) / totals, onp.nan)
+
+
+def per_class_accuracy_figure(y_true, y_pred, labels=None, num_classes=None,
+                              title='Accuracy per class on the test set'):
+    """Bars of :func:`per_class_accuracy`; overall accuracy as a dashed line and in the title."""
+    y_true, y_pred = to_numpy(y_true).ravel(), to_numpy(y_pred).ravel()
+    num_classes = num_classes or (len(labels) if labels is not None else
+                                  int(max(y_true.max(), y_pred.max())) + 1)
+    accuracy = per_class_accuracy(y_true, y_pred, num_classes)
+    overall = float((y_true == y_pred).mean()) if len(y_true) else float('nan')
+    fig = go.Figure(go.Bar(x=_class_names(labels, num_classes), y=accuracy,
+                           text=[f'{a:.2f}' for a in accuracy], textposition='outside',
+                           marker_color=[WRONG if a < overall else '#1f77b4' for a in accuracy],
+                           hovertemplate='%{x}: %{y:.3f}<extra></extra>'))
+    fig.add_hline(y=overall, line_dash='dash', line_color='gray')
+    fig.update_yaxes(title_text='fraction correct', range=[0, 1.08])
+    fig.update_xaxes(title_text='true class')
+    fig.update_layout(title=f'{title} (overall {overall:.3f}, dashed; red: below it)',
+                      template=TEMPLATE, height=420, showlegend=False)
+    return fig
+
+
+def most_confused_pairs(cm, labels=None, k=5):
+    """The ``k`` largest off-diagonal cells of a confusion matrix: ``(true, predicted, count)``."""
+    cm = to_numpy(cm)
+    names = _class_names(labels, len(cm))
+    off = cm.astype(onp.int64).copy()
+    onp.fill_diagonal(off, -1)
+    order = onp.argsort(-off, axis=None, kind='stable')[:k]
+    pairs = [onp.unravel_index(i, off.shape) for i in order]
+    return [(names[i], names[j], int(cm[i, j])) for i, j in pairs if off[i, j] > 0]
+
+
+def weights_figure(W, labels=None, num_cols=5,
+                   title='Weights as images: one template per class (blue: evidence for it)'):
+    """Each column of a ``(num_inputs, num_classes)`` weight matrix as a ``side x side`` image.
+
+    The scratch model's ``W`` has this shape; for ``nn.Dense`` pass
+    ``weight.data().T``. One symmetric colour scale for all classes, white at 0.
+    """
+    W = to_numpy(W)
+    side = math.isqrt(W.shape[0]) if W.ndim == 2 else 0
+    if W.ndim != 2 or side * side != W.shape[0]:
+        raise ValueError(f'expected weights (side*side, num_classes) such as (784, 10), got shape '
+                         f'{W.shape}; for nn.Dense pass weight.data().T')
+    templates = W.T.reshape(-1, side, side)  # (classes, side, side)
+    bound = float(onp.abs(W).max()) or 1.0
+    names = _class_names(labels, W.shape[1])
+    return _image_grid(templates, names, num_cols, 'RdBu', -bound, bound, zmid=0.0, title=title,
+                       cell=190, hover='pixel (%{y}, %{x}): weight %{z:.4f}', showscale=True,
+                       colorbar_title='weight')
+
+
+def loss_functions_figure(delta=1.0, max_residual=3.0, num=301):
+    """L2, L1 and Huber loss of a residual ``r = y_hat - y``, and their derivatives in ``r``.
+
+    As in Gluon: L2 is ``r**2 / 2``; Huber is ``r**2 / (2 delta)`` for
+    ``|r| < delta`` and ``|r| - delta / 2`` beyond (``HuberLoss(rho=delta)``).
+    """
+    r = onp.linspace(-max_residual, max_residual, num)
+    quadratic = onp.abs(r) < delta
+    curves = (
+        ('L2', 0.5 * r ** 2, r),
+        ('L1', onp.abs(r), onp.sign(r)),
+        (f'Huber (delta={delta:g})', onp.where(quadratic, r ** 2 / (2 * delta),
+                                               onp.abs(r) - delta / 2),
+         onp.where(quadratic, r / delta, onp.sign(r))),
+    )
+    fig = make_subplots(rows=1, cols=2, subplot_titles=('loss', 'gradient d loss / d y_hat'))
+    for i, (name, loss, grad) in enumerate(curves):
+        colour = qualitative.Plotly[i]
+        fig.add_trace(go.Scatter(x=r, y=loss, name=name, meta='loss', legendgroup=name,
+                                 line=dict(color=colour)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=r, y=grad, name=name, meta='gradient', legendgroup=name,
+                                 showlegend=False, line=dict(color=colour)), row=1, col=2)
+    for x in (-delta, delta):
+        fig.add_vline(x=x, line_dash='dot', line_color='gray')
+    fig.update_xaxes(title_text='residual y_hat - y')
+    fig.update_layout(title=f'Regression losses: L2, L1 and Huber (delta = {delta:g}, dotted)',
+                      template=TEMPLATE, height=420)
+    return fig
+
+
+def softmax_stability_figure(max_logit=120.0, num=241):
+    """Naive vs stable softmax and cross-entropy in float32 as the logits grow.
+
+    The logits are ``(t, t/2, 0)`` for ``t`` in ``[0, max_logit]``. Naively,
+    ``exp(t)`` overflows to inf beyond ~88.7, so the top probability becomes
+    ``inf/inf = nan`` and the cross-entropy of the last class ``-log 0 = inf``.
+    Subtracting the maximum (softmax) and LogSumExp (cross-entropy) stay finite.
+    The naive traces keep their nan/inf values (drawn as gaps).
+    """
+    t = onp.linspace(0.0, max_logit, num, dtype=onp.float32)
+    o = onp.stack([t, t / 2, onp.zeros_like(t)], axis=1)  # (num, 3) logits
+    label = 2  # the class with the smallest logit: its probability underflows first
+    with onp.errstate(over='ignore', invalid='ignore', divide='ignore'):
+        # the textbook formula exp(o) / sum exp(o), shown here only to watch it fail
+        e = onp.exp(o)
+        naive_p = e / e.sum(axis=1, keepdims=True)
+        naive_ce = -onp.log(naive_p[:, label])
+    shifted = o - o.max(axis=1, keepdims=True)
+    stable_p = onp.exp(shifted) / onp.exp(shifted).sum(axis=1, keepdims=True)
+    stable_ce = -(shifted[:, label] - onp.log(onp.exp(shifted).sum(axis=1)))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        'softmax: probability of the largest logit', 'cross-entropy of the smallest-logit class'))
+    panels = ((1, 'softmax', naive_p[:, 0], stable_p[:, 0], 'subtract the max'),
+              (2, 'cross-entropy', naive_ce, stable_ce, 'LogSumExp'))
+    for col, what, naive, stable, fix in panels:
+        shown = ['nan' if onp.isnan(v) else 'inf' if onp.isinf(v) else f'{v:.6g}' for v in naive]
+        fig.add_trace(go.Scatter(x=t, y=naive, name=f'naive {what}', meta=f'naive {what}',
+                                 text=shown, hovertemplate='t=%{x:.1f}: %{text}<extra></extra>',
+                                 line=dict(color=WRONG, width=4)), row=1, col=col)
+        fig.add_trace(go.Scatter(x=t, y=stable, name=f'stable {what} ({fix})',
+                                 meta=f'stable {what}', line=dict(color='#1f77b4', dash='dash')),
+                      row=1, col=col)
+    broken = ~onp.isfinite(naive_p[:, 0]) | ~onp.isfinite(naive_ce)
+    if broken.any():
+        fig.add_vrect(x0=float(t[broken.argmax()]), x1=float(t[-1]), fillcolor=WRONG,
+                      opacity=0.08, line_width=0, annotation_text='naive: nan / inf',
+                      annotation_position='top left')
+    fig.add_vline(x=FLOAT32_MAX_EXP, line_dash='dot', line_color='gray')
+    fig.update_xaxes(title_text='t (logits t, t/2, 0), float32')
+    fig.update_yaxes(title_text='probability', row=1, col=1)
+    fig.update_yaxes(title_text='-log probability', row=1, col=2)
+    fig.update_layout(title=f'Naive softmax overflows once exp(t) exceeds float32 '
+                            f'(t > {FLOAT32_MAX_EXP:.2f}, dotted)', template=TEMPLATE, height=420)
     return fig

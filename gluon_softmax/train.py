@@ -1,7 +1,8 @@
 """The command line: ``python -m gluon_softmax.train`` (console script ``gluon-softmax-train``).
 
 Trains softmax regression (concise or from scratch) on Fashion-MNIST and
-writes ``metrics.json``, ``curves.html`` and ``model.params`` into ``--out``.
+writes ``metrics.json``, ``curves.html``, ``report.html``, ``model.params`` and
+``checkpoint.npz`` into ``--out``.
 """
 import argparse
 import datetime
@@ -16,13 +17,13 @@ import mxnet as mx
 import numpy as onp
 from mxnet import npx
 
-from gluon_softmax import concise, data, plots, scratch, training
+from gluon_softmax import concise, data, plots, report, scratch, training
 from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, atomic_write, load_checkpoint,
                                       save_checkpoint, write_text)
 from gluon_softmax.context import ContextError, parse_ctx
 
-METRICS, CURVES, PARAMS = 'metrics.json', 'curves.html', 'model.params'
-RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT)
+METRICS, CURVES, PARAMS, REPORT = 'metrics.json', 'curves.html', 'model.params', 'report.html'
+RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT)
 EXIT_DIVERGED = 3
 
 
@@ -314,8 +315,11 @@ def run(args, stop):
         return EXIT_DIVERGED
     atomic_write(os.path.join(out, PARAMS), net.save_parameters)
     write_curves(out, done, impl)
+    figures = report.report_figures(net, test_iter, done, title=f'{impl} softmax regression')
+    write_text(os.path.join(out, REPORT),
+               report.report_html({**metrics, 'status': 'complete', 'epochs': done}, figures))
     write_metrics(out, metrics, done, 'complete')
-    print(f'wrote {METRICS}, {CURVES}, {PARAMS} and {CHECKPOINT} to {out}')
+    print(f'wrote {METRICS}, {CURVES}, {REPORT}, {PARAMS} and {CHECKPOINT} to {out}')
     return 0
 
 

@@ -115,6 +115,9 @@ def test_short_run_writes_metrics_curves_and_parameters(tmp_path, real_data_dir,
     for name in ('train loss', 'train acc', 'test acc'):
         assert f'"name":"{name}"' in html
 
+    report = (out / 'report.html').read_text()
+    assert report.count('class="plotly-graph-div"') >= 4 and f'<td>{impl}</td>' in report
+
     # the saved parameters load into a fresh model of the same kind
     if impl == 'concise':
         net = concise.build_net(hybridize=False)
