@@ -1,4 +1,5 @@
 """Softmax regression the concise way: ``nn.Dense``, ``SoftmaxCrossEntropyLoss``, ``Trainer``."""
+import mxnet as mx
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
@@ -27,6 +28,18 @@ def build_loss(hybridize=True):
     return loss
 
 
-def build_trainer(net, lr, kvstore='device'):
-    """Minibatch SGD over all of ``net``'s parameters."""
-    return gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr}, kvstore=kvstore)
+def build_trainer(net, lr, momentum=0.0, wd=0.0, num_updates=None, kvstore='device'):
+    """Minibatch SGD over all of ``net``'s parameters; the book's recipe with the defaults.
+
+    ``momentum`` and weight decay ``wd`` go to MXNet's SGD; ``num_updates`` (the
+    total number of steps) turns on a cosine schedule from ``lr`` down to 0.
+    """
+    optimizer_params = {'learning_rate': lr}
+    if momentum:
+        optimizer_params['momentum'] = momentum
+    if wd:
+        optimizer_params['wd'] = wd
+    if num_updates:
+        optimizer_params['lr_scheduler'] = mx.lr_scheduler.CosineScheduler(
+            max_update=num_updates, base_lr=lr, final_lr=0.0)
+    return gluon.Trainer(net.collect_params(), 'sgd', optimizer_params, kvstore=kvstore)

@@ -333,14 +333,35 @@ class ArrayLoader:
             yield mnp.take(self.X, idx, axis=0), mnp.take(self.y, idx, axis=0)
 
 
+VAL_SPLIT_SEED = 20170825  # fixed, so every run holds out the same validation examples
+
+
+def split_validation(X, y, val_size, seed=VAL_SPLIT_SEED):
+    """Carve ``val_size`` random examples out of a training set: ``(X, y), (X_val, y_val)``."""
+    if not 0 <= val_size < len(y):
+        raise DataError(f'validation size {val_size} must be at least 0 and below the '
+                        f'{len(y)} training examples')
+    order = onp.random.RandomState(seed).permutation(len(y))
+    val, keep = onp.sort(order[:val_size]), onp.sort(order[val_size:])
+    return (X[keep], y[keep]), (X[val], y[val])
+
+
 def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, rng=None,
-                      download=False, verify=True):
-    """The fast loaders: ``(train_iter, test_iter)`` of :class:`ArrayLoader`, train shuffled."""
+                      download=False, verify=True, val_size=0):
+    """The fast loaders: ``(train_iter, test_iter)`` of :class:`ArrayLoader`, train shuffled.
+
+    With ``val_size > 0``, returns ``(train_iter, val_iter, test_iter)``, the
+    validation examples held out of the training set.
+    """
     directory = find_data_dir(root, download)
-    train = ArrayLoader(*load_arrays(directory, True, resize, verify=verify), batch_size,
-                        shuffle=True, ctx=ctx, rng=rng)
+    X, y = load_arrays(directory, True, resize, verify=verify)
+    if val_size:
+        (X, y), (X_val, y_val) = split_validation(X, y, val_size)
+    train = ArrayLoader(X, y, batch_size, shuffle=True, ctx=ctx, rng=rng)
     test = ArrayLoader(*load_arrays(directory, False, resize, verify=verify), batch_size,
                        shuffle=False, ctx=ctx)
+    if val_size:
+        return train, ArrayLoader(X_val, y_val, batch_size, ctx=ctx), test
     return train, test
 
 

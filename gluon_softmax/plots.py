@@ -12,9 +12,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-CURVES = (('train_loss', 'train loss'), ('train_acc', 'train acc'), ('test_acc', 'test acc'))
+CURVES = (('train_loss', 'train loss'), ('train_acc', 'train acc'), ('val_acc', 'val acc'),
+          ('test_acc', 'test acc'))
 # several runs in one figure: the colour says which run, the dash which quantity
-DASHES = {'train_loss': 'solid', 'train_acc': 'dash', 'test_acc': 'dot'}
+DASHES = {'train_loss': 'solid', 'train_acc': 'dash', 'val_acc': 'dashdot', 'test_acc': 'dot'}
 WRONG = '#d62728'  # plotly's red: the titles and frames of wrong predictions
 RIGHT = '#222222'
 TEMPLATE = 'plotly_white'
@@ -36,6 +37,8 @@ def _runs(history):
 def curves_figure(history, title='Softmax regression on Fashion-MNIST'):
     """Train loss, train accuracy and test accuracy against epoch, lines+markers.
 
+    Validation accuracy is drawn too when the entries have ``val_acc``.
+
     ``history`` is what :func:`gluon_softmax.training.train` returns, or a dict
     mapping run names to such histories to overlay several runs (then each run
     has one colour and each quantity one dash style).
@@ -47,6 +50,8 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST'):
         epochs = [e['epoch'] for e in entries]
         colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         for key, label in CURVES:
+            if not entries or key not in entries[0]:
+                continue
             name = f'{run} {label}'.strip()
             style = dict(line=dict(color=colour, dash=DASHES[key]), legendgroup=run) \
                 if several else {}

@@ -64,6 +64,25 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number >= 0, got {text!r}') from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f'expected a finite number >= 0, got {text!r}')
+    return value
+
+
+def momentum_value(text):
+    """argparse type: a momentum in [0, 1)."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f'expected a number in [0, 1), got {text!r}')
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with errors as one ``error: ...`` line and exit status 2."""
 
@@ -84,6 +103,16 @@ def build_parser():
                    help='minibatch size (default: 256)')
     p.add_argument('--lr', type=positive_float, metavar='LR',
                    help='SGD learning rate (default: 0.1)')
+    p.add_argument('--momentum', type=momentum_value, metavar='M',
+                   help='SGD momentum, concise model only (default: 0, the book\'s plain SGD)')
+    p.add_argument('--wd', type=non_negative_float, metavar='WD',
+                   help='weight decay, concise model only (default: 0)')
+    p.add_argument('--lr-schedule', choices=('constant', 'cosine'),
+                   help='constant, or cosine decay to 0 over all steps, concise model only '
+                        '(default: constant)')
+    p.add_argument('--val-size', type=non_negative_int, metavar='N',
+                   help='hold N training examples out as a validation set, reported as '
+                        'val_acc, to tune without the test set (--loader memory; default: 0)')
     p.add_argument('--ctx', default='cpu', metavar='DEVICE',
                    help='cpu, gpu or gpu:N (default: cpu)')
     p.add_argument('--data-dir', metavar='DIR',
@@ -113,10 +142,14 @@ def build_parser():
     return p
 
 
-DEFAULTS = {'impl': 'concise', 'epochs': 10, 'batch_size': 256, 'lr': 0.1, 'resize': None,
+DEFAULTS = {'impl': 'concise', 'epochs': 10, 'batch_size': 256, 'lr': 0.1, 'momentum': 0.0,
+            'wd': 0.0, 'lr_schedule': 'constant', 'val_size': 0, 'resize': None,
             'loader': 'memory', 'seed': None}
 # settings a resumed run keeps from its metrics.json (only --epochs may change)
-KEPT_ON_RESUME = ('impl', 'batch_size', 'lr', 'resize', 'loader', 'seed')
+KEPT_ON_RESUME = ('impl', 'batch_size', 'lr', 'momentum', 'wd', 'lr_schedule', 'val_size',
+                  'resize', 'loader', 'seed')
+HYPERPARAMETERS = ('epochs', 'batch_size', 'lr', 'momentum', 'wd', 'lr_schedule', 'val_size',
+                   'resize', 'loader')
 
 
 class Interrupted(Exception):
@@ -173,8 +206,8 @@ def resolve_settings(args):
         with open(path, encoding='utf-8') as f:
             saved = json.load(f)
         settings = {'impl': saved['impl'], 'seed': saved['seed'],
-                    **{k: saved['hyperparameters'][k] for k in KEPT_ON_RESUME if k not in
-                       ('impl', 'seed')}}
+                    **{k: saved['hyperparameters'].get(k, DEFAULTS[k]) for k in KEPT_ON_RESUME
+                       if k not in ('impl', 'seed')}}
         settings['epochs'] = given.get('epochs', saved['hyperparameters']['epochs'])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UsageError(f'--resume {args.resume}: not a run directory ({path}: '
@@ -185,6 +218,22 @@ def resolve_settings(args):
             raise UsageError(f'{flag} {given[key]}: the resumed run uses {settings[key]}; '
                              'only --epochs can change')
     return settings, args.resume
+
+
+def check_settings(settings):
+    """Reject combinations of valid flags that the chosen model or loader cannot honour."""
+    if settings['impl'] == 'scratch':
+        for key, plain in (('momentum', 0.0), ('wd', 0.0), ('lr_schedule', 'constant')):
+            if settings[key] != plain:
+                flag = '--' + key.replace('_', '-')
+                raise UsageError(f'{flag} {settings[key]}: the scratch model uses plain '
+                                 'minibatch SGD; use --impl concise')
+    if settings['val_size'] and settings['loader'] != 'memory':
+        raise UsageError('--val-size: needs --loader memory')
+    num_train = data.SPLITS[True][2]
+    if settings['val_size'] >= num_train:
+        raise UsageError(f"--val-size {settings['val_size']}: must be below the "
+                         f'{num_train} training examples')
 
 
 def set_seed(seed):
@@ -211,23 +260,31 @@ def prepare_out(out):
         raise UsageError(f'--out {out}: directory is not writable')
 
 
-def build_model(impl, lr, ctx, side=data.IMAGE_SIDE):
-    """``(net, loss, updater)`` for ``impl`` with parameters on ``ctx``."""
-    if impl == 'scratch':
+def build_model(settings, ctx, steps_per_epoch):
+    """``(net, loss, updater)`` as the settings say, with parameters on ``ctx``."""
+    side = settings['resize'] or data.IMAGE_SIDE
+    if settings['impl'] == 'scratch':
         net = scratch.SoftmaxRegressionScratch(num_inputs=side * side, ctx=ctx)
-        return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), lr)
+        return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), settings['lr'])
     net = concise.build_net(num_inputs=side * side, ctx=ctx)
-    return net, concise.build_loss(), concise.build_trainer(net, lr)
+    num_updates = (settings['epochs'] * steps_per_epoch
+                   if settings['lr_schedule'] == 'cosine' else None)
+    return net, concise.build_loss(), concise.build_trainer(
+        net, settings['lr'], momentum=settings['momentum'], wd=settings['wd'],
+        num_updates=num_updates)
 
 
 def load_iters(settings, args, ctx):
-    """The train and test iterators the settings ask for."""
+    """``(train_iter, val_iter or None, test_iter)`` as the settings ask."""
     if settings['loader'] == 'memory':
-        return data.load_arrays_iters(settings['batch_size'], resize=settings['resize'],
-                                      root=args.data_dir, ctx=ctx, download=args.download)
-    return data.load_data_fashion_mnist(settings['batch_size'], resize=settings['resize'],
-                                        root=args.data_dir, num_workers=args.num_workers,
-                                        download=args.download)
+        iters = data.load_arrays_iters(settings['batch_size'], resize=settings['resize'],
+                                       root=args.data_dir, ctx=ctx, download=args.download,
+                                       val_size=settings['val_size'])
+        return iters if len(iters) == 3 else (iters[0], None, iters[1])
+    train_iter, test_iter = data.load_data_fashion_mnist(
+        settings['batch_size'], resize=settings['resize'], root=args.data_dir,
+        num_workers=args.num_workers, download=args.download)
+    return train_iter, None, test_iter
 
 
 def progress_wrapper(stream=sys.stderr):
@@ -243,7 +300,8 @@ def format_epoch(entry, num_epochs):
     """One line of progress for an epoch's history entry."""
     return (f"epoch {entry['epoch']:>{len(str(num_epochs))}}/{num_epochs}  "
             f"train loss {entry['train_loss']:.4f}  train acc {entry['train_acc']:.4f}  "
-            f"test acc {entry['test_acc']:.4f}  {entry['seconds']:.2f} s")
+            + (f"val acc {entry['val_acc']:.4f}  " if 'val_acc' in entry else '')
+            + f"test acc {entry['test_acc']:.4f}  {entry['seconds']:.2f} s")
 
 
 def write_metrics(out, metrics, history, status):
@@ -261,6 +319,7 @@ def write_curves(out, history, impl):
 def run(args, stop):
     """Train as the flags say, writing the run directory as it goes; returns the exit status."""
     settings, out = resolve_settings(args)
+    check_settings(settings)
     ctxs = parse_ctx(args.ctx)
     if len(ctxs) > 1:
         raise ContextError(f'--ctx {args.ctx!r}: several devices are not supported yet; '
@@ -268,17 +327,15 @@ def run(args, stop):
     ctx = ctxs[0]
     npx.set_np()
     set_seed(settings['seed'])
-    train_iter, test_iter = load_iters(settings, args, ctx)
+    train_iter, val_iter, test_iter = load_iters(settings, args, ctx)
     if not args.resume:
         prepare_out(out)
     impl, num_epochs = settings['impl'], settings['epochs']
-    net, loss, updater = build_model(impl, settings['lr'], ctx,
-                                     settings['resize'] or data.IMAGE_SIDE)
+    net, loss, updater = build_model(settings, ctx, len(train_iter))
     checkpoint = os.path.join(out, CHECKPOINT)
     history = load_checkpoint(checkpoint, impl, net, updater) if args.resume else []
     metrics = {'impl': impl, 'ctx': str(ctx), 'seed': settings['seed'],
-               'hyperparameters': {k: settings[k] for k in
-                                   ('epochs', 'batch_size', 'lr', 'resize', 'loader')},
+               'hyperparameters': {k: settings[k] for k in HYPERPARAMETERS},
                'num_workers': args.num_workers, 'max_loss': args.max_loss,
                'data_dir': data.find_data_dir(args.data_dir)}
     done = list(history)
@@ -299,7 +356,7 @@ def run(args, stop):
     try:
         training.train(net, train_iter, test_iter, loss, updater, num_epochs, ctx,
                        callback=after_epoch, wrap_batches=progress_wrapper(),
-                       history=history, max_loss=args.max_loss)
+                       history=history, max_loss=args.max_loss, val_iter=val_iter)
     except Interrupted as e:
         write_metrics(out, metrics, done, 'interrupted')
         write_curves(out, done, impl)

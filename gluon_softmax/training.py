@@ -85,11 +85,12 @@ def check_losses(pending, max_loss):
 
 
 def train(net, train_iter, test_iter, loss, updater, num_epochs, ctx, callback=None,
-          wrap_batches=None, history=None, max_loss=DEFAULT_MAX_LOSS):
+          wrap_batches=None, history=None, max_loss=DEFAULT_MAX_LOSS, val_iter=None):
     """Train up to epoch ``num_epochs``; returns the history, a list of dicts.
 
     Each entry holds ``epoch``, ``train_loss``, ``train_acc``, ``test_acc`` and
-    ``seconds`` (training plus evaluation). ``callback(entry)`` runs after every
+    ``seconds`` (training plus evaluation), and ``val_acc`` when a validation
+    iterator is given (to choose settings without looking at the test set). ``callback(entry)`` runs after every
     epoch (printing, live plots, checkpoints); ``wrap_batches(iterable)`` may
     wrap the batches of each epoch (a progress bar). Passing the ``history`` of
     an earlier run continues it from the epoch after its last.
@@ -104,7 +105,10 @@ def train(net, train_iter, test_iter, loss, updater, num_epochs, ctx, callback=N
             raise Diverged(e.batch, e.loss, e.max_loss, epoch) from None
         test_acc = evaluate_accuracy(net, test_iter, ctx)
         entry = {'epoch': epoch, 'train_loss': train_loss, 'train_acc': train_acc,
-                 'test_acc': test_acc, 'seconds': time.perf_counter() - start}
+                 'test_acc': test_acc}
+        if val_iter is not None:
+            entry['val_acc'] = evaluate_accuracy(net, val_iter, ctx)
+        entry['seconds'] = time.perf_counter() - start
         history.append(entry)
         if callback is not None:
             callback(entry)
