@@ -31,56 +31,25 @@ class UsageError(Exception):
     """A flag value that is well-formed for argparse but unusable."""
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text!r}')
-    return value
+def number_type(convert, low, low_ok=True, high=None, expected=''):
+    """An argparse type: ``convert(text)``, finite, >= ``low`` (> if not ``low_ok``), < ``high``."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if (value is None or not math.isfinite(value) or value < low
+                or (value == low and not low_ok) or (high is not None and value >= high)):
+            raise argparse.ArgumentTypeError(f'expected {expected}, got {text!r}')
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}')
-    return value
-
-
-def positive_float(text):
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a positive number, got {text!r}') from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f'expected a positive finite number, got {text!r}')
-    return value
-
-
-def non_negative_float(text):
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number >= 0, got {text!r}') from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f'expected a finite number >= 0, got {text!r}')
-    return value
-
-
-def momentum_value(text):
-    """argparse type: a momentum in [0, 1)."""
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f'expected a number in [0, 1), got {text!r}')
-    return value
+positive_int = number_type(int, 1, expected='an integer >= 1')
+non_negative_int = number_type(int, 0, expected='an integer >= 0')
+positive_float = number_type(float, 0, low_ok=False, expected='a positive finite number')
+non_negative_float = number_type(float, 0, expected='a finite number >= 0')
+momentum_value = number_type(float, 0, high=1, expected='a number in [0, 1)')
 
 
 class Parser(argparse.ArgumentParser):
