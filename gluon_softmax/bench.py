@@ -362,7 +362,7 @@ def measure_row(args):
 # ---------------------------------------------------------------- orchestration (parent process)
 
 def run_child(cmd):
-    """Run ``cmd`` to the end; returns ``(exit status, wall seconds, peak RSS MiB, stdout, stderr)``."""
+    """Run ``cmd``; returns ``(exit status, wall seconds, peak RSS MiB, stdout, stderr)``."""
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)

@@ -106,7 +106,7 @@ def _tupled(value):
 
 
 def load_checkpoint(path, impl, net, updater):
-    """Restore parameters, optimizer and RNG states into ``net``/``updater``; returns the history."""
+    """Restore parameters, optimizer and RNG states into ``net``, ``updater``; return history."""
     try:
         with onp.load(path, allow_pickle=False) as f:
             arrays = {name: f[name] for name in f.files}

@@ -366,7 +366,7 @@ def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, rng=None,
 
 
 def main(argv=None):
-    """``python -m gluon_softmax.data [DIR]``: check the data set, print where it is; exit 2 if not."""
+    """``python -m gluon_softmax.data [DIR]``: verify the data set and say where it is."""
     import sys
     argv = sys.argv[1:] if argv is None else argv
     try:
