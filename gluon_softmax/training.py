@@ -91,9 +91,10 @@ def train(net, train_iter, test_iter, loss, updater, num_epochs, ctx, callback=N
     Each entry holds ``epoch``, ``train_loss``, ``train_acc``, ``test_acc`` and
     ``seconds`` (training plus evaluation), and ``val_acc`` when a validation
     iterator is given (to choose settings without looking at the test set).
-    ``callback(entry)`` runs after every epoch (printing, live plots, checkpoints); ``wrap_batches(iterable)`` may
-    wrap the batches of each epoch (a progress bar). Passing the ``history`` of
-    an earlier run continues it from the epoch after its last.
+    ``callback(entry)`` runs after every epoch (printing, live plots,
+    checkpoints); ``wrap_batches(iterable)`` may wrap the batches of each epoch
+    (a progress bar). Passing the ``history`` of an earlier run continues it
+    from the epoch after its last.
     """
     history = list(history or [])
     for epoch in range(len(history) + 1, num_epochs + 1):
