@@ -14,9 +14,10 @@ import gluon_softmax
 from gluon_softmax import concise, context, data, plots, report, scratch, training
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / 'notebooks' / 'softmax_regression.ipynb'
-# the short version: two epochs (so the live plot is updated once), two-point sweeps
+# the short version: two epochs (so the live plot is updated once), two-point sweeps,
+# three-epoch long runs
 SHORT = {'GLUON_SOFTMAX_NB_EPOCHS': '2', 'GLUON_SOFTMAX_NB_LRS': '0.1,1',
-         'GLUON_SOFTMAX_NB_BATCH_SIZES': '256,1024'}
+         'GLUON_SOFTMAX_NB_BATCH_SIZES': '256,1024', 'GLUON_SOFTMAX_NB_LONG_EPOCHS': '3'}
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'
 
 
