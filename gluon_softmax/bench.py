@@ -17,7 +17,6 @@ import gzip
 import importlib.metadata
 import itertools
 import json
-import math
 import os
 import platform
 import resource

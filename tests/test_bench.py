@@ -1,7 +1,6 @@
 """The benchmark: its pure helpers, and a --quick run on the real data (no timing assertions)."""
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -72,25 +71,13 @@ def test_read_flat_matches_the_package_reader(tmp_path):
     assert y.tolist() == [0, 9, 4]
 
 
-def require_real_data():
-    """Skip (or fail, with GLUON_SOFTMAX_REQUIRE_DATA=1) when Fashion-MNIST is not installed."""
-    from gluon_softmax import data
-    try:
-        data.find_data_dir()
-    except data.DataError as e:
-        if os.environ.get('GLUON_SOFTMAX_REQUIRE_DATA') == '1':
-            pytest.fail(f'real Fashion-MNIST required: {e}')
-        pytest.skip(f'real Fashion-MNIST not installed: {e}')
-
-
 def positive_finite(x):
     """True for a finite number > 0."""
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
 @pytest.mark.integration
-def test_quick_benchmark_writes_consistent_results(tmp_path):
-    require_real_data()
+def test_quick_benchmark_writes_consistent_results(tmp_path, real_data_dir):
     out = tmp_path / 'tmp' / 'bench.json'  # the directory does not exist yet
     result = subprocess.run([sys.executable, '-m', 'gluon_softmax.bench', '--quick',
                              '--out', str(out)], capture_output=True, text=True, timeout=600)

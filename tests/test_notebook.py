@@ -2,7 +2,6 @@
 import ast
 import inspect
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -68,23 +67,12 @@ def test_parameter_cell_reads_the_environment_with_the_books_defaults():
     assert "'GLUON_SOFTMAX_NB_LR', 0.1" in source and "'GLUON_SOFTMAX_NB_BATCH_SIZE', 256" in source
 
 
-def require_data():
-    """The real data set's directory, or skip (fail when GLUON_SOFTMAX_REQUIRE_DATA=1)."""
-    try:
-        return data.find_data_dir()
-    except data.DataError as e:
-        if os.environ.get('GLUON_SOFTMAX_REQUIRE_DATA') == '1':
-            pytest.fail(f'GLUON_SOFTMAX_REQUIRE_DATA=1 but {e}')
-        pytest.skip(f'needs the real Fashion-MNIST: {e}')
-
-
 def plotly_outputs(cell):
     return [out for out in cell.outputs if PLOTLY_MIME in out.get('data', {})]
 
 
 @pytest.mark.integration
-def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch):
-    require_data()
+def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir):
     from ipykernel.kernelspec import install
     from nbclient import NotebookClient
 
