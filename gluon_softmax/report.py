@@ -72,7 +72,7 @@ def model_weights(net):
     if hasattr(net, 'collect_params'):
         for param in net.collect_params().values():
             if len(param.shape) == 2:
-                return param.data().asnumpy().T
+                return param.data(param.list_ctx()[0]).asnumpy().T
     return None
 
 

@@ -17,10 +17,11 @@ import mxnet as mx
 import numpy as onp
 from mxnet import npx
 
-from gluon_softmax import concise, data, plots, report, scratch, training
+from gluon_softmax import concise, data, parallel, plots, report, scratch, training
 from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, atomic_write, load_checkpoint,
                                       save_checkpoint, write_text)
 from gluon_softmax.context import ContextError, parse_ctx
+from gluon_softmax.parallel import ParallelError, Workers
 
 METRICS, CURVES, PARAMS, REPORT = 'metrics.json', 'curves.html', 'model.params', 'report.html'
 RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT)
@@ -83,7 +84,12 @@ def build_parser():
                    help='hold N training examples out as a validation set, reported as '
                         'val_acc, to tune without the test set (--loader memory; default: 0)')
     p.add_argument('--ctx', default='cpu', metavar='DEVICE',
-                   help='cpu, gpu or gpu:N (default: cpu)')
+                   help='cpu, gpu, gpu:N, gpu:all, or a comma list such as cpu:0,cpu:1 or '
+                        'gpu:0,gpu:1 to split every batch over several devices (default: cpu)')
+    p.add_argument('--kvstore', default='device', choices=parallel.KVSTORES,
+                   help='how gradients are summed: over the devices of this process (device, '
+                        'local), or over the worker processes of a job started by python -m '
+                        'gluon_softmax.launch (dist_sync, dist_device_sync) (default: device)')
     p.add_argument('--data-dir', metavar='DIR',
                    help='directory with the four Fashion-MNIST IDX files (default: '
                         '$FASHION_MNIST_DIR, ~/.mxnet/datasets/fashion-mnist, '
@@ -229,18 +235,32 @@ def prepare_out(out):
         raise UsageError(f'--out {out}: directory is not writable')
 
 
-def build_model(settings, ctx, steps_per_epoch):
-    """``(net, loss, updater)`` as the settings say, with parameters on ``ctx``."""
+def build_model(settings, ctxs, steps_per_epoch, kvstore='device', workers=None):
+    """``(net, loss, updater)`` as the settings say, with parameters on every device of ``ctxs``.
+
+    Gradients are summed over the devices and, with the ``workers`` of a
+    distributed job, over the worker processes: by the Trainer's kvstore
+    (``kvstore``, or the job's), or by the scratch model's own SGD.
+    """
+    workers = workers or Workers()
     side = settings['resize'] or data.IMAGE_SIDE
     if settings['impl'] == 'scratch':
-        net = scratch.SoftmaxRegressionScratch(num_inputs=side * side, ctx=ctx)
-        return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), settings['lr'])
-    net = concise.build_net(num_inputs=side * side, ctx=ctx)
+        net = scratch.SoftmaxRegressionScratch(num_inputs=side * side, ctx=ctxs)
+        return net, scratch.softmax_cross_entropy, scratch.SGD(
+            net.parameter_copies(), settings['lr'], workers=workers)
+    net = concise.build_net(num_inputs=side * side, ctx=ctxs)
     num_updates = (settings['epochs'] * steps_per_epoch
                    if settings['lr_schedule'] == 'cosine' else None)
     return net, concise.build_loss(), concise.build_trainer(
         net, settings['lr'], momentum=settings['momentum'], wd=settings['wd'],
-        num_updates=num_updates)
+        num_updates=num_updates, kvstore=kvstore, workers=workers)
+
+
+def model_arrays(net):
+    """A model's parameter arrays (the first device's copies), in a fixed order."""
+    if hasattr(net, 'collect_params'):
+        return [p.data(p.list_ctx()[0]) for p in net.collect_params().values()]
+    return net.parameters()
 
 
 def load_iters(settings, args, ctx):
@@ -286,32 +306,41 @@ def write_curves(out, history, impl):
 
 
 def run(args, stop):
-    """Train as the flags say, writing the run directory as it goes; returns the exit status."""
+    """Train as the flags say, writing the run directory as it goes; returns the exit status.
+
+    In a distributed job every worker trains; worker 0 alone prints and writes.
+    """
     settings, out = resolve_settings(args)
     check_settings(settings)
     ctxs = parse_ctx(args.ctx)
-    if len(ctxs) > 1:
-        raise ContextError(f'--ctx {args.ctx!r}: several devices are not supported yet; '
-                           'give one device')
-    ctx = ctxs[0]
     npx.set_np()
+    workers = parallel.connect(args.kvstore)
+    lead = workers.rank == 0
+    if workers.distributed:
+        # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all
+        settings['seed'] = workers.broadcast_int(settings['seed'])
     set_seed(settings['seed'])
-    train_iter, val_iter, test_iter = load_iters(settings, args, ctx)
-    if not args.resume:
+    train_iter, val_iter, test_iter = load_iters(settings, args, ctxs[0])
+    if lead and not args.resume:
         prepare_out(out)
     impl, num_epochs = settings['impl'], settings['epochs']
-    net, loss, updater = build_model(settings, ctx, len(train_iter))
+    net, loss, updater = build_model(settings, ctxs, len(train_iter), args.kvstore, workers)
     checkpoint = os.path.join(out, CHECKPOINT)
     history = load_checkpoint(checkpoint, impl, net, updater) if args.resume else []
-    metrics = {'impl': impl, 'ctx': str(ctx), 'seed': settings['seed'],
+    devices = ','.join(str(ctx) for ctx in ctxs)
+    metrics = {'impl': impl, 'ctx': devices, 'kvstore': args.kvstore,
+               'worker_processes': workers.num_workers, 'seed': settings['seed'],
                'hyperparameters': {k: settings[k] for k in HYPERPARAMETERS},
                'num_workers': args.num_workers, 'max_loss': args.max_loss,
                'data_dir': data.find_data_dir(args.data_dir)}
     done = list(history)
-    print(f'training {impl} softmax regression on {ctx} for {num_epochs} epochs '
-          f"(lr {settings['lr']}, batch size {settings['batch_size']}, "
-          f"seed {settings['seed']}) -> {out}"
-          + (f' (resumed after epoch {len(done)})' if args.resume else ''), flush=True)
+    if lead:
+        print(f'training {impl} softmax regression on {devices}'
+              + (f' in each of {workers.num_workers} worker processes'
+                 if workers.distributed else '')
+              + f" for {num_epochs} epochs (lr {settings['lr']}, batch size "
+              f"{settings['batch_size']}, seed {settings['seed']}) -> {out}"
+              + (f' (resumed after epoch {len(done)})' if args.resume else ''), flush=True)
 
     def after_epoch(entry):
         def save():
@@ -323,22 +352,36 @@ def run(args, stop):
         print(format_epoch(entry, num_epochs), flush=True)
 
     try:
-        training.train(net, train_iter, test_iter, loss, updater, num_epochs, ctx,
-                       callback=after_epoch, wrap_batches=progress_wrapper(),
-                       history=history, max_loss=args.max_loss, val_iter=val_iter)
+        training.train(net, train_iter, test_iter, loss, updater, num_epochs, ctxs,
+                       callback=after_epoch if lead else None,
+                       wrap_batches=progress_wrapper() if lead else None, history=history,
+                       max_loss=args.max_loss, val_iter=val_iter, workers=workers)
     except Interrupted as e:
-        write_metrics(out, metrics, done, 'interrupted')
-        write_curves(out, done, impl)
-        print(f'interrupted ({e}) after epoch {len(done)}; continue with: '
-              f'python -m gluon_softmax.train --resume {out}', file=sys.stderr)
+        if lead:
+            write_metrics(out, metrics, done, 'interrupted')
+            write_curves(out, done, impl)
+            print(f'interrupted ({e}) after epoch {len(done)}; continue with: '
+                  f'python -m gluon_softmax.train --resume {out}', file=sys.stderr)
         return 128 + e.signum
     except training.Diverged as e:
-        write_metrics(out, metrics, done, 'diverged')
-        write_curves(out, done, impl)
-        kept = f'the checkpoint of epoch {len(done)} is kept' if done else 'no epoch completed'
-        print(f'error: {e} (--lr {settings["lr"]}, --max-loss {args.max_loss:g}); {kept} '
-              f'in {out}', file=sys.stderr)
+        if lead:
+            write_metrics(out, metrics, done, 'diverged')
+            write_curves(out, done, impl)
+            kept = f'the checkpoint of epoch {len(done)} is kept' if done else 'no epoch completed'
+            print(f'error: {e} (--lr {settings["lr"]}, --max-loss {args.max_loss:g}); {kept} '
+                  f'in {out}', file=sys.stderr)
         return EXIT_DIVERGED
+    if workers.distributed:
+        # every worker's parameters, hashed and gathered: equal hashes, bitwise equal replicas
+        metrics['parameter_sha256_by_worker'] = workers.digests(model_arrays(net))
+    if not lead:
+        return 0
+    return write_results(out, net, test_iter, metrics, done)
+
+
+def write_results(out, net, test_iter, metrics, done):
+    """Write the finished run's parameters, curves, report and metrics; returns the status."""
+    impl = metrics['impl']
     atomic_write(os.path.join(out, PARAMS), net.save_parameters)
     write_curves(out, done, impl)
     figures = report.report_figures(net, test_iter, done, title=f'{impl} softmax regression')
@@ -346,6 +389,11 @@ def run(args, stop):
                report.report_html({**metrics, 'status': 'complete', 'epochs': done}, figures))
     write_metrics(out, metrics, done, 'complete')
     print(f'wrote {METRICS}, {CURVES}, {REPORT}, {PARAMS} and {CHECKPOINT} to {out}')
+    digests = metrics.get('parameter_sha256_by_worker', [])
+    if len(set(digests)) > 1:
+        print('error: the workers ended with different parameters (see '
+              f'parameter_sha256_by_worker in {os.path.join(out, METRICS)})', file=sys.stderr)
+        return 1
     return 0
 
 
@@ -356,7 +404,7 @@ def main(argv=None):
     stop.install()
     try:
         return run(args, stop)
-    except (data.DataError, ContextError, UsageError, CheckpointError) as e:
+    except (data.DataError, ContextError, UsageError, CheckpointError, ParallelError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     except Interrupted as e:  # before training started: nothing to keep
