@@ -32,7 +32,26 @@ def parse_ctx(spec):
         ctxs.extend(_parse_one(part.strip().lower(), spec))
     if len(set(ctxs)) != len(ctxs):
         raise ContextError(f'--ctx {spec!r}: a device is listed twice')
+    for ctx in ctxs:
+        if ctx.device_type == 'gpu':
+            probe(ctx, spec)
     return ctxs
+
+
+def probe(ctx, spec):
+    """Run one small kernel on ``ctx``; a GPU this MXNet cannot drive raises ContextError.
+
+    A CUDA wheel counts every GPU the driver shows, but has kernels only for the
+    architectures it was built for: on a newer card (e.g. Hopper) the first
+    kernel fails with "no kernel image is available for execution on the device".
+    """
+    try:
+        (mx.nd.ones((2, 2), ctx=ctx) * 2).asnumpy()
+    except mx.base.MXNetError as e:
+        reason = next((line.strip() for line in str(e).splitlines()
+                       if 'ErrStr' in line or 'CUDA' in line), str(e).strip().splitlines()[-1])
+        raise ContextError(f'--ctx {spec!r}: MXNet cannot run on {ctx}: {reason}; '
+                           f'{GPU_HELP}') from None
 
 
 def _parse_one(part, spec):

@@ -74,3 +74,42 @@ def test_one_batch_trains_on_the_gpu(impl):
     assert after.ctx == ctx
     assert not onp.allclose(after.asnumpy(), before)
     assert net(np.array(X, ctx=ctx)).ctx == ctx
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(NUM_GPUS < 2, reason=f'needs 2 GPUs: mx.context.num_gpus() is {NUM_GPUS}')
+def test_gpu_all_trains_on_every_gpu_like_one_gpu():
+    ctxs = parse_ctx('gpu:all')
+    rng = onp.random.RandomState(0)
+    X = rng.rand(512, 1, 28, 28).astype(onp.float32)
+    y = rng.randint(0, 10, 512)
+    weights = []
+    for devices in ([ctxs[0]], ctxs):
+        onp.random.seed(0)
+        mx.random.seed(0)
+        net = concise.build_net(ctx=devices)
+        updater = concise.build_trainer(net, 0.1)
+        training.train_epoch(net, ArrayLoader(X, y, 64, shuffle=True, ctx=devices[0]),
+                             concise.build_loss(), updater, devices)
+        copies = [net[0].weight.data(c).asnumpy() for c in devices]
+        assert all((c == copies[0]).all() for c in copies)
+        weights.append(copies[0])
+    assert onp.abs(weights[0] - weights[1]).max() < 1e-5
+
+
+def test_a_gpu_without_kernels_for_its_architecture_is_refused_clearly(monkeypatch):
+    """What a CUDA wheel says on a card it was not built for becomes one ContextError."""
+    from gluon_softmax import context
+    message = ('Traceback (most recent call last):\n  File "../src/operator/mxnet_op.h", line 1\n'
+               'MXNetError: Check failed: err == cudaSuccess (209 vs. 0) : mxnet_generic_kernel '
+               'ErrStr:no kernel image is available for execution on the device')
+
+    def failing_ones(*args, **kwargs):
+        raise mx.base.MXNetError(message)
+    context.probe(mx.cpu(), 'cpu')  # a device that works passes silently
+    monkeypatch.setattr(mx.nd, 'ones', failing_ones)
+    with pytest.raises(ContextError) as info:
+        context.probe(mx.gpu(0), 'gpu')
+    text = str(info.value)
+    assert "--ctx 'gpu'" in text and 'no kernel image' in text and '5.0-8.6' in text
+    assert '\n' not in text
