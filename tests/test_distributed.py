@@ -1,0 +1,142 @@
+"""Training over worker processes: the launcher, ``--kvstore dist_sync``, on loopback.
+
+Each job here is a real MXNet parameter-server job (scheduler, server, two
+workers) on the real data set, started by ``python -m gluon_softmax.launch``.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gluon_softmax import concise, scratch
+from gluon_softmax.parallel import Workers
+from gluon_softmax.train import model_arrays
+
+pytestmark = pytest.mark.integration
+LAUNCH = [sys.executable, '-m', 'gluon_softmax.launch']
+TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
+
+
+def launched_pids(stderr):
+    """``{(role, index): pid}`` from the launcher's ``launch: <role> <i> pid <PID>`` lines."""
+    return {(role, int(i)): int(pid)
+            for role, i, pid in re.findall(r'^launch: (\w+) (\d+) pid (\d+)$', stderr, re.M)}
+
+
+def alive(pid):
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def metrics_of(out):
+    return json.loads((out / 'metrics.json').read_text())
+
+
+def saved_digest(out, impl):
+    """SHA-256 (as the workers compute it) of the parameters in ``out/model.params``."""
+    net = scratch.SoftmaxRegressionScratch() if impl == 'scratch' else concise.build_net()
+    net.load_parameters(str(out / 'model.params'))
+    return Workers().digests(model_arrays(net))[0]
+
+
+@pytest.mark.parametrize('impl', ['concise', 'scratch'])
+def test_two_workers_end_bitwise_equal_and_match_one_process(tmp_path, real_data_dir, impl):
+    flags = ['--impl', impl, '--epochs', '2', '--seed', '3', '--data-dir', real_data_dir]
+    job = subprocess.run([*LAUNCH, '-n', '2', '-s', '1', '--timeout', '300', '--',
+                          *TRAIN, *flags, '--kvstore', 'dist_sync', '--out',
+                          str(tmp_path / 'dist')],
+                         capture_output=True, text=True, timeout=400)
+    assert job.returncode == 0, job.stderr
+    pids = launched_pids(job.stderr)
+    assert sorted(pids) == [('scheduler', 0), ('server', 0), ('worker', 0), ('worker', 1)]
+    assert not [pid for pid in pids.values() if alive(pid)]
+
+    dist = metrics_of(tmp_path / 'dist')
+    assert dist['status'] == 'complete' and dist['worker_processes'] == 2
+    digests = dist['parameter_sha256_by_worker']
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert saved_digest(tmp_path / 'dist', impl) == digests[0]
+    # only worker 0 printed the progress
+    assert job.stdout.count('epoch 2/2') == 1
+
+    single = subprocess.run([*TRAIN, *flags, '--out', str(tmp_path / 'single')],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    one = metrics_of(tmp_path / 'single')
+    assert one['worker_processes'] == 1 and 'parameter_sha256_by_worker' not in one
+    assert abs(dist['epochs'][-1]['test_acc'] - one['epochs'][-1]['test_acc']) <= 0.01
+    # the same global batches, so the same training up to the order of additions
+    for d, o in zip(dist['epochs'], one['epochs']):
+        assert d['train_loss'] == pytest.approx(o['train_loss'], rel=1e-4)
+
+
+def wait_for(predicate, timeout, what):
+    """Poll ``predicate()`` every 0.1 s until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f'timed out waiting for {what}')
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_ends_the_whole_job(tmp_path, real_data_dir):
+    out, err_path = tmp_path / 'run', tmp_path / 'launch.err'
+    grace = 3
+    with open(err_path, 'w') as err:
+        job = subprocess.Popen([*LAUNCH, '-n', '2', '--timeout', '300', '--grace', str(grace),
+                                '--', *TRAIN, '--epochs', '500', '--seed', '0', '--data-dir',
+                                real_data_dir, '--kvstore', 'dist_sync', '--out', str(out)],
+                               stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        # training is under way once worker 0 has written the first epoch's metrics
+        wait_for(lambda: (out / 'metrics.json').exists(), 120, 'the first epoch')
+        pids = launched_pids(err_path.read_text())
+        os.kill(pids[('worker', 1)], signal.SIGKILL)
+        killed_at = time.monotonic()
+        status = job.wait(timeout=grace + 30)
+        took = time.monotonic() - killed_at
+    finally:
+        if job.poll() is None:
+            job.kill()
+    stderr = err_path.read_text()
+    assert status != 0
+    assert took < grace + 20, f'the launcher took {took:.1f} s to stop the job'
+    assert re.search(r'error: worker 1 .*SIGKILL', stderr), stderr
+    assert not [pid for pid in launched_pids(stderr).values() if alive(pid)]
+    # the completed epochs' checkpoint survives for --resume
+    assert (out / 'checkpoint.npz').exists()
+
+
+def test_divergence_stops_every_worker_at_the_same_batch(tmp_path, real_data_dir):
+    job = subprocess.run([*LAUNCH, '-n', '2', '--timeout', '300', '--', *TRAIN, '--lr', '1000',
+                          '--seed', '0', '--data-dir', real_data_dir, '--kvstore', 'dist_sync',
+                          '--out', str(tmp_path / 'run')],
+                         capture_output=True, text=True, timeout=400)
+    # both workers see the losses summed over the job, so both exit 3, not one left hanging
+    assert job.returncode == 3, job.stderr
+    assert job.stderr.count('error: training diverged at epoch 1') == 1
+    assert metrics_of(tmp_path / 'run')['status'] == 'diverged'
+    assert not [pid for pid in launched_pids(job.stderr).values() if alive(pid)]
+
+
+def test_a_bad_flag_on_the_workers_fails_the_job_with_status_2(tmp_path, real_data_dir):
+    taken = tmp_path / 'taken'
+    taken.mkdir()
+    (taken / 'notes.txt').write_text('not a run directory\n')
+    job = subprocess.run([*LAUNCH, '-n', '2', '--timeout', '120', '--grace', '3', '--', *TRAIN,
+                          '--seed', '0', '--data-dir', real_data_dir, '--kvstore', 'dist_sync',
+                          '--out', str(taken)],
+                         capture_output=True, text=True, timeout=200)
+    assert job.returncode == 2, job.stderr
+    assert 'error: --out' in job.stderr and 'Traceback' not in job.stderr
+    assert sorted(os.listdir(taken)) == ['notes.txt']
+    assert not [pid for pid in launched_pids(job.stderr).values() if alive(pid)]
