@@ -28,6 +28,8 @@ import time
 
 import numpy as onp
 
+from gluon_softmax.cli import non_negative_int, positive_int
+
 LR, BATCH_SIZE, SEED = 0.1, 256, 0
 NUM_INPUTS, NUM_OUTPUTS, IMAGE_SIDE = 784, 10, 28
 BOOK_WORKERS = 4
@@ -470,22 +472,6 @@ def run_all(args):
     results['scaling'] = scaling
     results['cli'] = run_cli(QUICK_CLI_EPOCHS if args.quick else CLI_EPOCHS)
     return results
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text!r}')
-    return value
-
-
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}')
-    return value
 
 
 def build_parser():

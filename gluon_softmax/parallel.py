@@ -81,6 +81,10 @@ class Workers:
             return array
         return self.sum(array if self.rank == 0 else np.zeros_like(array))
 
+    def barrier(self):
+        """Return once every worker has called this (at once for one process)."""
+        self.sum(np.zeros(1)).asnumpy()  # asnumpy waits for the sum over all workers
+
     def broadcast_int(self, value):
         """Worker 0's integer ``value`` (0 <= value < 2**32), on every worker."""
         # float32 holds 16-bit halves exactly

@@ -4,10 +4,8 @@ Trains softmax regression (concise or from scratch) on Fashion-MNIST and
 writes ``metrics.json``, ``curves.html``, ``report.html``, ``model.params`` and
 ``checkpoint.npz`` into ``--out``.
 """
-import argparse
 import datetime
 import json
-import math
 import os
 import random
 import sys
@@ -18,6 +16,8 @@ import numpy as onp
 from mxnet import npx
 
 from gluon_softmax import concise, data, parallel, plots, report, scratch, training
+from gluon_softmax.cli import (Parser, non_negative_float, non_negative_int, number_type,
+                               positive_float, positive_int)
 from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, atomic_write, load_checkpoint,
                                       save_checkpoint, write_text)
 from gluon_softmax.context import ContextError, parse_ctx
@@ -32,32 +32,7 @@ class UsageError(Exception):
     """A flag value that is well-formed for argparse but unusable."""
 
 
-def number_type(convert, low, low_ok=True, high=None, expected=''):
-    """An argparse type: ``convert(text)``, finite, >= ``low`` (> if not ``low_ok``), < ``high``."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if (value is None or not math.isfinite(value) or value < low
-                or (value == low and not low_ok) or (high is not None and value >= high)):
-            raise argparse.ArgumentTypeError(f'expected {expected}, got {text!r}')
-        return value
-    return parse
-
-
-positive_int = number_type(int, 1, expected='an integer >= 1')
-non_negative_int = number_type(int, 0, expected='an integer >= 0')
-positive_float = number_type(float, 0, low_ok=False, expected='a positive finite number')
-non_negative_float = number_type(float, 0, expected='a finite number >= 0')
 momentum_value = number_type(float, 0, high=1, expected='a number in [0, 1)')
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with errors as one ``error: ...`` line and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f'error: {message} (see --help)\n')
 
 
 def build_parser():
@@ -370,6 +345,9 @@ def run(args, stop):
             kept = f'the checkpoint of epoch {len(done)} is kept' if done else 'no epoch completed'
             print(f'error: {e} (--lr {settings["lr"]}, --max-loss {args.max_loss:g}); {kept} '
                   f'in {out}', file=sys.stderr)
+        # every worker stopped at the same batch (the losses are summed over the job); the
+        # others wait here until worker 0 has written, or the launcher could stop it first
+        workers.barrier()
         return EXIT_DIVERGED
     if workers.distributed:
         # every worker's parameters, hashed and gathered: equal hashes, bitwise equal replicas
@@ -403,13 +381,32 @@ def main(argv=None):
     stop = StopOnSignal()
     stop.install()
     try:
-        return run(args, stop)
+        status = run(args, stop)
     except (data.DataError, ContextError, UsageError, CheckpointError, ParallelError) as e:
         print(f'error: {e}', file=sys.stderr)
+        # still inside the except block: the traceback keeps a kvstore alive, whose
+        # destructor would wait for the other workers
+        leave_failed_job(2)
         return 2
     except Interrupted as e:  # before training started: nothing to keep
         print(f'interrupted ({e})', file=sys.stderr)
+        leave_failed_job(128 + e.signum)
         return 128 + e.signum
+    leave_failed_job(status)
+    return status
+
+
+def leave_failed_job(status):
+    """In a worker of a distributed job, end the process at once with a non-zero ``status``.
+
+    A normal exit runs the kvstore's destructor, which waits in a barrier for the
+    other workers; they are still training, or waiting for this one: the job would
+    hang. Leaving at once lets the launcher see the status and stop the others.
+    """
+    if status and os.environ.get('DMLC_ROLE') == 'worker':
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 if __name__ == '__main__':

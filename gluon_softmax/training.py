@@ -137,8 +137,8 @@ def train(net, train_iter, test_iter, loss, updater, num_epochs, ctx, callback=N
         start = time.perf_counter()
         batches = wrap_batches(train_iter) if wrap_batches else train_iter
         try:
-            train_loss, train_acc = train_epoch(net, batches, loss, updater, ctx, max_loss,
-                                               workers)
+            train_loss, train_acc = train_epoch(net, batches, loss, updater, ctx,
+                                                max_loss, workers)
         except Diverged as e:
             raise Diverged(e.batch, e.loss, e.max_loss, epoch) from None
         test_acc = evaluate_accuracy(net, test_iter, ctx)
