@@ -38,6 +38,7 @@ SCALING_BATCH_SIZES = (64, 256, 1024, 4096)
 QUICK_SCALING_BATCH_SIZES = (256, 1024)
 SCALING_RESIZES = (IMAGE_SIDE, 56)
 CLI_EPOCHS, QUICK_CLI_EPOCHS = 10, 1
+SCALE_OUT_EPOCHS, QUICK_SCALE_OUT_EPOCHS = 5, 2
 DEFAULT_OUT = os.path.join('bench-results', 'bench.json')
 # name -> what the row measures; the order of the table
 ROWS = {
@@ -160,6 +161,14 @@ def report(results):
               f"wall {cli['wall_seconds']:.1f} s, peak RSS {cli['peak_rss_mib']:.0f} MiB, "
               f"final test acc {fmt(cli.get('test_acc'), '.4f')}, exit status "
               f"{cli['returncode']}"]
+    if results.get('scale_out'):
+        runs = results['scale_out']
+        lines += ['', f"## Scale out: the CLI for {runs[0]['epochs']} epochs, seed {SEED}, "
+                  'one device vs two devices vs two worker processes', '',
+                  scale_out_table(runs), '',
+                  'all forms train on the same global batches: their losses and accuracies '
+                  'should agree; on a CPU the extra devices and processes only add copies and '
+                  'communication']
     return '\n'.join(lines)
 
 
@@ -393,23 +402,62 @@ def run_row(name, data_dir, warmup, epochs, batch_size=BATCH_SIZE, resize=None,
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_cli(epochs):
-    """Wall time, peak RSS and final test accuracy of one training CLI run."""
+def run_cli(epochs, flags=(), launcher=()):
+    """Wall time, peak RSS and the history of one training CLI run with ``flags``.
+
+    ``launcher`` (e.g. ``['-m', 'gluon_softmax.launch', '-n', '2', '--']``) runs the CLI
+    as the workers of a job; the peak RSS is then the largest of its processes.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, 'run')
-        cmd = [sys.executable, '-m', 'gluon_softmax.train', '--epochs', str(epochs),
-               '--out', out, '--seed', str(SEED)]
-        print(f"running {' '.join(cmd[1:])} ...", file=sys.stderr, flush=True)
+        train = ['-m', 'gluon_softmax.train', '--epochs', str(epochs), '--out', out,
+                 '--seed', str(SEED), *flags]
+        cmd = ([sys.executable, *launcher, sys.executable, *train] if launcher
+               else [sys.executable, *train])
+        shown = ' '.join(['python', *launcher, 'python', *train] if launcher
+                         else ['python', *train]).replace(out, '<tmpdir>')
+        print(f'running {shown} ...', file=sys.stderr, flush=True)
         status, seconds, rss, _, err = run_child(cmd)
         if status != 0:
-            raise BenchError(f'the CLI exited with status {status}: {err.strip()[-2000:]}')
+            raise BenchError(f'{shown} exited with status {status}: {err.strip()[-2000:]}')
         with open(os.path.join(out, 'metrics.json'), encoding='utf-8') as f:
             history = json.load(f)['epochs']
-    return {'command': f'python -m gluon_softmax.train --epochs {epochs} --out <tmpdir> '
-                       f'--seed {SEED}',
-            'epochs': epochs, 'returncode': status, 'wall_seconds': seconds,
+    epoch_seconds = [entry['seconds'] for entry in history]
+    return {'command': shown, 'epochs': epochs, 'returncode': status, 'wall_seconds': seconds,
             'peak_rss_mib': rss, 'test_acc': history[-1]['test_acc'],
-            'epoch_seconds': [entry['seconds'] for entry in history]}
+            'train_loss': history[-1]['train_loss'], 'epoch_seconds': epoch_seconds,
+            'seconds_per_epoch': statistics.median(epoch_seconds)}
+
+
+# name -> (launcher arguments, CLI flags): the same recipe and seed on 1 device, 2 devices of
+# one process, and 2 worker processes of a dist_sync job
+SCALE_OUT = {
+    '1 process, cpu': ((), ()),
+    '1 process, cpu:0,cpu:1': ((), ('--ctx', 'cpu:0,cpu:1')),
+    '2 workers + 1 server, dist_sync': (('-m', 'gluon_softmax.launch', '-n', '2', '-s', '1',
+                                         '--'), ('--kvstore', 'dist_sync')),
+}
+
+
+def run_scale_out(epochs):
+    """The CLI on one device, on two devices and as two workers; one dict per form."""
+    runs = []
+    for name, (launcher, flags) in SCALE_OUT.items():
+        runs.append({'name': name, **run_cli(epochs, flags, launcher)})
+    base = runs[0]['seconds_per_epoch']
+    for run in runs:
+        run['time_vs_one_device'] = run['seconds_per_epoch'] / base
+    return runs
+
+
+def scale_out_table(runs):
+    """The scale-out table: time per epoch against one device, and the final metrics."""
+    header = ('form', 's/epoch (incl. test)', 'time vs 1 device', 'wall s', 'train loss',
+              'test acc', 'peak RSS MiB (largest process)')
+    return markdown_table(header, [
+        (run['name'], f"{run['seconds_per_epoch']:.3f}", f"{run['time_vs_one_device']:.2f}x",
+         f"{run['wall_seconds']:.1f}", f"{run['train_loss']:.4f}", f"{run['test_acc']:.4f}",
+         f"{run['peak_rss_mib']:.0f}") for run in runs])
 
 
 def package_version(name):
@@ -471,6 +519,8 @@ def run_all(args):
             scaling.append(run_row('concise', data_dir, warmup, epochs, resize=side))
     results['scaling'] = scaling
     results['cli'] = run_cli(QUICK_CLI_EPOCHS if args.quick else CLI_EPOCHS)
+    results['scale_out'] = run_scale_out(QUICK_SCALE_OUT_EPOCHS if args.quick
+                                         else SCALE_OUT_EPOCHS)
     return results
 
 

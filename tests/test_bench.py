@@ -120,3 +120,24 @@ def test_quick_benchmark_writes_consistent_results(tmp_path, real_data_dir):
     assert cli['returncode'] == 0
     assert positive_finite(cli['wall_seconds']) and positive_finite(cli['peak_rss_mib'])
     assert 0.5 < cli['test_acc'] < 1
+
+    forms = results['scale_out']
+    assert [run['name'] for run in forms] == list(bench.SCALE_OUT)
+    assert '## Scale out' in result.stdout
+    for run in forms:
+        assert run['returncode'] == 0 and run['epochs'] == bench.QUICK_SCALE_OUT_EPOCHS
+        assert positive_finite(run['seconds_per_epoch'])
+        assert run['time_vs_one_device'] == pytest.approx(run['seconds_per_epoch']
+                                                          / forms[0]['seconds_per_epoch'])
+        # the same global batches in every form: the same training, up to rounding
+        assert run['test_acc'] == pytest.approx(forms[0]['test_acc'], abs=2e-3)
+        assert run['train_loss'] == pytest.approx(forms[0]['train_loss'], rel=1e-4)
+
+
+def test_scale_out_table_has_one_line_per_form():
+    runs = [{'name': name, 'seconds_per_epoch': 0.2 * (i + 1), 'time_vs_one_device': i + 1.0,
+             'wall_seconds': 3.0, 'train_loss': 0.57, 'test_acc': 0.8, 'peak_rss_mib': 600.0}
+            for i, name in enumerate(bench.SCALE_OUT)]
+    lines = bench.scale_out_table(runs).splitlines()
+    assert len(lines) == 2 + len(runs)
+    assert '| 1 process, cpu:0,cpu:1 | 0.400 | 2.00x |' in lines[3]
