@@ -16,6 +16,7 @@ _EXPORTS = {
     'concise': ('build_net', 'build_loss', 'build_trainer'),
     'training': ('accuracy', 'evaluate_accuracy', 'train_epoch', 'train'),
     'context': ('ContextError', 'parse_ctx', 'try_gpu', 'num_gpus'),
+    'parallel': ('ParallelError', 'Workers', 'connect', 'split_batch', 'WorkerSumTrainer'),
     'plots': ('curves_figure', 'LiveCurves', 'images_figure', 'predictions_figure',
               'confusion_matrix', 'confusion_figure', 'per_class_accuracy_figure',
               'weights_figure', 'loss_functions_figure', 'softmax_stability_figure'),
