@@ -375,8 +375,13 @@ def write_results(out, net, test_iter, metrics, done):
     return 0
 
 
-def main(argv=None):
-    """Run the CLI; returns the process exit status."""
+def main(argv=None, as_program=False):
+    """Run the CLI; returns the process exit status.
+
+    ``as_program``: this process is the CLI itself (``python -m gluon_softmax.train``,
+    ``gluon-softmax-train``), so a failed worker of a distributed job may end it at
+    once (:func:`leave_failed_job`); callers such as tests get the status back.
+    """
     args = build_parser().parse_args(argv)
     stop = StopOnSignal()
     stop.install()
@@ -384,15 +389,18 @@ def main(argv=None):
         status = run(args, stop)
     except (data.DataError, ContextError, UsageError, CheckpointError, ParallelError) as e:
         print(f'error: {e}', file=sys.stderr)
-        # still inside the except block: the traceback keeps a kvstore alive, whose
-        # destructor would wait for the other workers
-        leave_failed_job(2)
-        return 2
+        status = 2
+        if as_program:
+            # still inside the except block: the traceback keeps a kvstore alive, whose
+            # destructor would wait for the other workers
+            leave_failed_job(status)
     except Interrupted as e:  # before training started: nothing to keep
         print(f'interrupted ({e})', file=sys.stderr)
-        leave_failed_job(128 + e.signum)
-        return 128 + e.signum
-    leave_failed_job(status)
+        status = 128 + e.signum
+        if as_program:
+            leave_failed_job(status)
+    if as_program:
+        leave_failed_job(status)
     return status
 
 
@@ -409,5 +417,10 @@ def leave_failed_job(status):
         os._exit(status)
 
 
+def program():
+    """The ``gluon-softmax-train`` console script: run the CLI and exit with its status."""
+    sys.exit(main(as_program=True))
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    program()
