@@ -140,3 +140,26 @@ def test_a_bad_flag_on_the_workers_fails_the_job_with_status_2(tmp_path, real_da
     assert 'error: --out' in job.stderr and 'Traceback' not in job.stderr
     assert sorted(os.listdir(taken)) == ['notes.txt']
     assert not [pid for pid in launched_pids(job.stderr).values() if alive(pid)]
+
+
+def test_a_job_resumes_like_an_uninterrupted_single_process(tmp_path, real_data_dir):
+    flags = ['--momentum', '0.9', '--lr', '0.03', '--seed', '0', '--data-dir', real_data_dir]
+    job = [*LAUNCH, '-n', '2', '--timeout', '300', '--', *TRAIN, '--kvstore', 'dist_sync']
+    first = subprocess.run([*job, '--epochs', '1', '--out', str(tmp_path / 'job'), *flags],
+                           capture_output=True, text=True, timeout=400)
+    assert first.returncode == 0, first.stderr
+    resumed = subprocess.run([*job, '--resume', str(tmp_path / 'job'), '--epochs', '2',
+                              '--data-dir', real_data_dir],
+                             capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'resumed after epoch 1' in resumed.stdout
+    single = subprocess.run([*TRAIN, '--epochs', '2', '--out', str(tmp_path / 'single'),
+                             *flags], capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    job_epochs = metrics_of(tmp_path / 'job')['epochs']
+    single_epochs = metrics_of(tmp_path / 'single')['epochs']
+    assert [e['epoch'] for e in job_epochs] == [1, 2]
+    for j, s in zip(job_epochs, single_epochs):
+        # momentum included: the optimizer state is saved by worker 0 and restored by all
+        assert j['train_loss'] == pytest.approx(s['train_loss'], rel=1e-4)
+        assert j['test_acc'] == pytest.approx(s['test_acc'], abs=1e-3)
