@@ -107,6 +107,9 @@ def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir
     if context.num_gpus() == 0:
         assert 'ContextError: --ctx ' in text
     assert 'lr 1:' in text and 'batch 1024:' in text  # both sweeps ran their two points
+    # one epoch on two CPU contexts ends where one context does
+    difference = re.search(r'largest weight difference after one epoch: (\S+)', text)
+    assert difference and float(difference.group(1)) < 1e-6
     figures = sum(len(plotly_outputs(cell)) for cell in cells)
     assert figures >= 14  # every figure of the walk-through was displayed
     json.dumps(nb)  # the executed notebook is still plain JSON
