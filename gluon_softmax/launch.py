@@ -27,9 +27,11 @@ when ``--timeout`` expired; 128 + N when the launcher got signal N (SIGINT,
 SIGTERM, SIGHUP), which it first forwards to the workers; 2 for bad usage or a
 command that cannot be started. Every child runs in its own session, so
 signals are sent to its whole process group. If the launcher itself is killed
-with SIGKILL nothing can stop its children; they are not cleaned up then.
+with SIGKILL, Linux kills the processes it started (``PR_SET_PDEATHSIG``), though
+not what they started in turn.
 """
 import argparse
+import ctypes
 import os
 import shutil
 import signal
@@ -42,6 +44,7 @@ from gluon_softmax.cli import EXIT_USAGE, Parser, number_type, positive_int
 
 EXIT_TIMEOUT = 124  # as coreutils' timeout(1)
 POLL_SECONDS = 0.1
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 SETTLE_SECONDS = 1.0  # after a first failure, how long to wait for the others to show theirs
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LOOPBACK_HOST, LOOPBACK_INTERFACE = '127.0.0.1', 'lo'
@@ -156,9 +159,19 @@ class Child:
             pass  # the group is gone (some systems say EPERM when only a zombie is left)
 
 
+def die_with_parent():
+    """In a child, before exec: ask Linux to SIGKILL it if the launcher itself dies."""
+    # the one case the launcher cannot clean up after: being killed with SIGKILL
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: children then outlive a SIGKILLed launcher
+
+
 def start(role, index, command, env):
     """Start ``command`` in a new session with ``env``; announce its pid on stderr."""
-    proc = subprocess.Popen(command, env=env, start_new_session=True)
+    proc = subprocess.Popen(command, env=env, start_new_session=True,
+                            preexec_fn=die_with_parent)
     print(f'launch: {role} {index} pid {proc.pid}', file=sys.stderr, flush=True)
     return Child(role, index, proc)
 

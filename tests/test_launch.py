@@ -316,3 +316,16 @@ def test_command_that_cannot_run(tmp_path, content, mode, started):
     assert set(launched_pids(result.stderr)) == started
     assert kill_leftovers(result.stderr) == []
     assert seconds < 8
+
+
+def test_a_killed_launcher_takes_its_processes_with_it(tmp_path, background):
+    proc = background('-n', '2', '--grace', '5', '--', *script(tmp_path, SPIN))
+    wait_for_files([tmp_path / 'pid-0', tmp_path / 'pid-1'])
+    proc.kill()  # SIGKILL: no handler, no cleanup of its own
+    _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    pids = launched_pids(stderr)
+    assert len(pids) == 4, stderr
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids.values() if alive(pid)]
