@@ -21,8 +21,9 @@ The same variables describe a job on several machines: ``DMLC_PS_ROOT_URI`` and
 interface, and the counts stay the totals over all machines. This launcher only
 does the one-machine case.
 
-Exit status: 0 when every worker exited 0; the status of the first process
-that failed (128 + N if signal N killed it) after stopping all the others; 124
+Exit status: 0 when every worker exited 0; after stopping all the others, the
+status of the process that failed (128 + N if signal N killed it; a worker's own
+error status is preferred to its peers' deaths that followed it); 124
 when ``--timeout`` expired; 128 + N when the launcher got signal N (SIGINT,
 SIGTERM, SIGHUP), which it first forwards to the workers; 2 for bad usage or a
 command that cannot be started. Every child runs in its own session, so
