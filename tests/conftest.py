@@ -84,3 +84,19 @@ def real_data_dir():
         if os.environ.get('GLUON_SOFTMAX_REQUIRE_DATA') == '1':
             pytest.fail(f'real Fashion-MNIST required (GLUON_SOFTMAX_REQUIRE_DATA=1): {e}')
         pytest.skip(f'real Fashion-MNIST not installed: {e}')
+
+
+def assert_usage_error(capsys, argv, *needles):
+    """The CLI's ``main(argv)`` exits 2 with one ``error:`` line mentioning every needle."""
+    from gluon_softmax.train import main
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's own validation
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]

@@ -15,7 +15,8 @@ from gluon_softmax import concise, data, scratch, training
 from gluon_softmax.data import ArrayLoader
 from gluon_softmax.parallel import (ParallelError, Workers, connect, ctx_list, share_bounds,
                                     split_batch)
-from gluon_softmax.train import main
+
+from conftest import assert_usage_error
 
 TWO = [mx.cpu(0), mx.cpu(1)]
 THREE = [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
@@ -38,7 +39,7 @@ def separable(n, seed):
 
 
 def make_model(impl, ctxs, lr, num_inputs=784, kvstore='device'):
-    """``(net, loss, updater)`` of one implementation with parameters on every device of ``ctxs``."""
+    """``(net, loss, updater)`` of one implementation, parameters on every device of ``ctxs``."""
     if impl == 'scratch':
         net = scratch.SoftmaxRegressionScratch(num_inputs=num_inputs, ctx=ctxs)
         return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameter_copies(), lr)
@@ -95,21 +96,6 @@ def cli(*args):
 
 def metrics_of(out):
     return json.loads((out / 'metrics.json').read_text())
-
-
-def assert_usage_error(capsys, argv, *needles):
-    """``main(argv)`` exits 2 with a single ``error:`` line mentioning every needle."""
-    try:
-        status = main(argv)
-    except SystemExit as e:  # argparse's own validation
-        status = e.code
-    err = capsys.readouterr().err
-    assert status == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
 
 
 # --- ctx_list, share_bounds -----------------------------------------------------------------

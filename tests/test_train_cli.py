@@ -9,28 +9,14 @@ import mxnet as mx
 import pytest
 
 from gluon_softmax import concise, scratch
-from gluon_softmax.train import main
+
+from conftest import assert_usage_error
 
 
 def run_cli(*args, cwd=None):
     """Run ``python -m gluon_softmax.train`` in a subprocess; returns the CompletedProcess."""
     return subprocess.run([sys.executable, '-m', 'gluon_softmax.train', *args],
                           capture_output=True, text=True, cwd=cwd, timeout=600)
-
-
-def assert_usage_error(capsys, argv, *needles):
-    """``main(argv)`` exits 2 with a single ``error:`` line mentioning every needle."""
-    try:
-        status = main(argv)
-    except SystemExit as e:  # argparse's own validation
-        status = e.code
-    err = capsys.readouterr().err
-    assert status == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize('argv, needle', [
