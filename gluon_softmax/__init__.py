@@ -8,21 +8,28 @@ import importlib
 __version__ = '0.1.0'
 
 _EXPORTS = {
+    # the chapter
     'data': ('DataError', 'FashionMNIST', 'load_data_fashion_mnist', 'load_arrays',
              'load_arrays_iters', 'ArrayLoader', 'get_fashion_mnist_labels', 'read_split',
              'find_data_dir', 'TEXT_LABELS'),
     'scratch': ('softmax', 'cross_entropy', 'log_softmax', 'softmax_cross_entropy', 'sgd', 'SGD',
                 'SoftmaxRegressionScratch'),
     'concise': ('build_net', 'build_loss', 'build_trainer'),
-    'training': ('accuracy', 'evaluate_accuracy', 'train_epoch', 'train'),
-    'context': ('ContextError', 'parse_ctx', 'try_gpu', 'num_gpus'),
-    'parallel': ('ParallelError', 'Workers', 'connect', 'split_batch', 'WorkerSumTrainer'),
+    'training': ('accuracy', 'evaluate', 'evaluate_accuracy', 'train_epoch'),
     'plots': ('curves_figure', 'LiveCurves', 'images_figure', 'predictions_figure',
               'confusion_matrix', 'confusion_figure', 'per_class_accuracy_figure',
               'weights_figure', 'loss_functions_figure', 'softmax_stability_figure'),
+    # around the chapter
+    'context': ('ContextError', 'parse_ctx', 'try_gpu', 'num_gpus'),
+    'settings': ('Recipe',),
+    'models': ('set_seed', 'build_model', 'as_model', 'Model'),
+    'parallel': ('ParallelError', 'Workers', 'connect', 'split_batch', 'DataParallel',
+                 'ScratchReplicas', 'ReplicaSGD', 'WorkerSumTrainer'),
+    'runs': ('Diverged', 'LossWatch', 'EpochRunner'),
     'report': ('report_figures', 'report_html'),
     'checkpoint': ('CheckpointError', 'save_checkpoint', 'load_checkpoint'),
 }
+# training.train is not exported here: gluon_softmax.train is the command-line module
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
 

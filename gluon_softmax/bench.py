@@ -29,8 +29,10 @@ import time
 import numpy as onp
 
 from gluon_softmax.cli import non_negative_int, positive_int
+from gluon_softmax.settings import Recipe
 
-LR, BATCH_SIZE, SEED = 0.1, 256, 0
+BOOK = Recipe()
+LR, BATCH_SIZE, SEED = BOOK.lr, BOOK.batch_size, 0
 NUM_INPUTS, NUM_OUTPUTS, IMAGE_SIDE = 784, 10, 28
 BOOK_WORKERS = 4
 QUICK_BOOK_BATCHES = 50  # --quick times this many batches of the book's pipeline, scaled up
@@ -196,23 +198,14 @@ def time_epochs(run_epoch, warmup, epochs):
     return seconds
 
 
-def seed_everything(seed=SEED):
-    """Seed Python's, NumPy's and (when loaded) MXNet's generators."""
-    import random
-    random.seed(seed)
-    onp.random.seed(seed)
-    if 'mxnet' in sys.modules:
-        sys.modules['mxnet'].random.seed(seed)
-
-
 def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batches=None):
     """Time ``training.train_epoch`` on the book's pipeline or our in-memory one."""
     import mxnet as mx
     from mxnet import npx
 
-    from gluon_softmax import concise, data, scratch, training
+    from gluon_softmax import data, models, training
     npx.set_np()
-    seed_everything()
+    models.set_seed(SEED)
     ctx = mx.cpu()
     if name == 'book':
         train_iter, test_iter = data.load_data_fashion_mnist(batch_size, resize=resize,
@@ -222,23 +215,20 @@ def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batche
         train_iter, test_iter = data.load_arrays_iters(batch_size, resize=resize, root=data_dir,
                                                        ctx=ctx)
     side = resize or IMAGE_SIDE
-    if name == 'scratch':
-        net = scratch.SoftmaxRegressionScratch(num_inputs=side * side, ctx=ctx)
-        loss, updater = scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), LR)
-    else:
-        net, loss = concise.build_net(num_inputs=side * side, ctx=ctx), concise.build_loss()
-        updater = concise.build_trainer(net, LR)
+    recipe = Recipe(impl='scratch' if name == 'scratch' else 'concise', batch_size=batch_size,
+                    resize=resize, seed=SEED)
+    model = models.build_model(recipe, [ctx], len(train_iter))
     num_batches = len(train_iter)
     timed_batches = min(max_batches or num_batches, num_batches)
 
     def run_epoch():
         batches = itertools.islice(train_iter, timed_batches)
-        training.train_epoch(net, batches, loss, updater, ctx)
+        training.train_epoch(model.net, batches, model.loss, model.updater, ctx)
         # train_epoch's final read waits for the loss sum, not for the last update
         mx.nd.waitall()
 
     seconds = time_epochs(run_epoch, warmup, epochs)
-    test_acc = training.evaluate_accuracy(net, test_iter, ctx)
+    test_acc = training.evaluate_accuracy(model.net, test_iter, ctx)
     # the DataLoader terminates and joins its workers when collected: then
     # RUSAGE_CHILDREN holds the largest worker's peak
     del train_iter, test_iter

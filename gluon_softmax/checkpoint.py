@@ -45,21 +45,26 @@ def write_text(path, text):
     atomic_write(path, write)
 
 
-def _bytes_of(save):
-    """The bytes that ``save(path)`` writes (MXNet's savers only take file names)."""
-    fd, tmp = tempfile.mkstemp(suffix='.bin')
+def _bytes_of(save, directory):
+    """The bytes that ``save(path)`` writes (MXNet's savers only take file names).
+
+    The temporary file lives in ``directory`` (the run directory), not in
+    ``$TMPDIR``: a run's disk is the one the user chose and checked.
+    """
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.checkpoint-part-', suffix='.tmp')
     os.close(fd)
     try:
-        save(tmp)
+        if save(tmp) is False:
+            return None
         with open(tmp, 'rb') as f:
             return f.read()
     finally:
         os.remove(tmp)
 
 
-def _load_from_bytes(load, content):
-    """Call ``load(path)`` on a temporary file holding ``content``."""
-    fd, tmp = tempfile.mkstemp(suffix='.bin')
+def _load_from_bytes(load, content, directory):
+    """Call ``load(path)`` on a temporary file in ``directory`` holding ``content``."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.checkpoint-part-', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(content)
@@ -68,22 +73,28 @@ def _load_from_bytes(load, content):
         os.remove(tmp)
 
 
-def save_checkpoint(path, impl, net, updater, history):
-    """Write everything needed to continue training after ``history``'s last epoch."""
+def save_checkpoint(path, model, history):
+    """Write everything needed to continue training ``model`` after ``history``'s last epoch.
+
+    ``model`` follows the :class:`gluon_softmax.models.Model` protocol.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
     np_state = onp.random.get_state()
     meta = {
-        'format': FORMAT, 'impl': impl, 'history': history,
+        'format': FORMAT, 'impl': model.impl, 'history': history,
         # the shuffling order comes from NumPy's global generator (as in Gluon's sampler)
         'numpy_rng': [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
         'python_rng': _jsonable(random.getstate()),
     }
     arrays = {
         'meta': onp.frombuffer(json.dumps(meta).encode(), dtype=onp.uint8),
-        'params': onp.frombuffer(_bytes_of(net.save_parameters), dtype=onp.uint8),
+        'params': onp.frombuffer(_bytes_of(model.net.save_parameters, directory),
+                                 dtype=onp.uint8),
         'numpy_rng_keys': np_state[1],
     }
-    if hasattr(updater, 'save_states'):  # gluon.Trainer; the scratch SGD has no state
-        arrays['trainer'] = onp.frombuffer(_bytes_of(updater.save_states), dtype=onp.uint8)
+    states = _bytes_of(model.save_states, directory)
+    if states is not None:  # the scratch SGD has no state
+        arrays['trainer'] = onp.frombuffer(states, dtype=onp.uint8)
 
     def write(tmp):
         with open(tmp, 'wb') as f:
@@ -105,8 +116,8 @@ def _tupled(value):
     return value
 
 
-def load_checkpoint(path, impl, net, updater):
-    """Restore parameters, optimizer and RNG states into ``net``, ``updater``; return history."""
+def read_checkpoint(path):
+    """``(meta, arrays)`` of a checkpoint file, every field checked; raises CheckpointError."""
     try:
         with onp.load(path, allow_pickle=False) as f:
             arrays = {name: f[name] for name in f.files}
@@ -118,16 +129,54 @@ def load_checkpoint(path, impl, net, updater):
                               'epoch ended)') from None
     except Exception:  # noqa: BLE001 - any unreadable content means "not a checkpoint"
         raise CheckpointError(f'{path}: not a gluon_softmax checkpoint') from None
-    if meta['impl'] != impl:
-        raise CheckpointError(f'{path}: checkpoint of the {meta["impl"]} model, not {impl}')
+    problem = _problem(meta, arrays)
+    if problem:
+        raise CheckpointError(f'{path}: damaged checkpoint: {problem}')
+    return meta, arrays
+
+
+def _problem(meta, arrays):
+    """What is wrong with a checkpoint's fields, or None."""
+    for name in ('params', 'numpy_rng_keys'):
+        if name not in arrays:
+            return f'no {name}'
+    keys = arrays['numpy_rng_keys']
+    if keys.shape != (624,) or keys.dtype != onp.uint32:
+        return 'numpy_rng_keys is not a Mersenne Twister state'
+    rng = meta.get('numpy_rng')
+    if not (isinstance(rng, list) and len(rng) == 4 and rng[0] == 'MT19937'
+            and all(isinstance(v, (int, float)) for v in rng[1:])):
+        return 'meta.numpy_rng is not a NumPy generator state'
+    if not isinstance(meta.get('python_rng'), list):
+        return 'meta.python_rng is missing'
+    history = meta.get('history')
+    if not (isinstance(history, list) and all(
+            isinstance(e, dict) and e.get('epoch') == i for i, e in enumerate(history, 1))):
+        return 'meta.history is not a list of epochs 1, 2, ...'
+    if meta.get('impl') not in ('concise', 'scratch'):
+        return f'meta.impl is {meta.get("impl")!r}'
+    if meta['impl'] == 'concise' and 'trainer' not in arrays:
+        return 'no trainer state (the optimizer would restart from scratch)'
+    return None
+
+
+def load_checkpoint(path, model):
+    """Restore parameters, optimizer and RNG states into ``model``; return the history."""
+    meta, arrays = read_checkpoint(path)
+    if meta['impl'] != model.impl:
+        raise CheckpointError(f'{path}: checkpoint of the {meta["impl"]} model, not {model.impl}')
+    directory = os.path.dirname(os.path.abspath(path))
     try:
-        _load_from_bytes(net.load_parameters, arrays['params'].tobytes())
-        if 'trainer' in arrays and hasattr(updater, 'load_states'):
-            _load_from_bytes(updater.load_states, arrays['trainer'].tobytes())
+        _load_from_bytes(model.net.load_parameters, arrays['params'].tobytes(), directory)
+        if 'trainer' in arrays:
+            _load_from_bytes(model.load_states, arrays['trainer'].tobytes(), directory)
     except Exception as e:  # noqa: BLE001 - MXNet raises assorted types for a mismatch
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f'{path}: parameters do not fit the model: {first}') from None
     name, pos, has_gauss, cached = meta['numpy_rng']
-    onp.random.set_state((name, arrays['numpy_rng_keys'], pos, has_gauss, cached))
-    random.setstate(_tupled(meta['python_rng']))
+    try:
+        onp.random.set_state((name, arrays['numpy_rng_keys'], pos, has_gauss, cached))
+        random.setstate(_tupled(meta['python_rng']))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f'{path}: damaged checkpoint: random state: {e}') from None
     return meta['history']

@@ -1,4 +1,8 @@
-"""Data parallelism: one global batch shared out over devices and over worker processes.
+"""Scale-out: one global batch shared out over devices and over worker processes.
+
+This layer wraps the chapter's pieces from outside; the chapter never imports
+it. A *worker* is a training process of a ``dist_sync`` job (started by
+``python -m gluon_softmax.launch``); DataLoader processes are *loader workers*.
 
 A *global batch* is the batch a single process on a single device would train
 on. Every worker process draws the same global batches (same seed, so the same
@@ -8,15 +12,18 @@ and workers (by a kvstore, or by hand for the scratch model) and the step
 divides by the global batch size, so the update is the single-device one up to
 the order of floating-point additions.
 """
+import copy
 import hashlib
 import os
 
 import mxnet as mx
 import numpy as onp
-from mxnet import gluon
-from mxnet import np
+from mxnet import autograd, gluon, np
 
-KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
+from gluon_softmax import concise, scratch
+from gluon_softmax.settings import KVSTORES
+from gluon_softmax.training import correct_count
+
 # keys for sums over workers; the Trainer's parameters use 0, 1, ..., so start far above
 FIRST_SUM_KEY = 1 << 20
 
@@ -198,3 +205,159 @@ class WorkerSumTrainer:
 
     def __repr__(self):
         return f'WorkerSumTrainer({self.workers!r})'
+
+
+def sum_on(ctx, arrays):
+    """The sum of 0-d ``arrays`` (0 for none), on ``ctx``."""
+    total = None  # not 0: "0 + a" would cost one more device op per batch
+    for a in arrays:
+        total = a.as_in_ctx(ctx) if total is None else total + a.as_in_ctx(ctx)
+    return 0 if total is None else total
+
+
+def build_trainer(net, lr, momentum=0.0, wd=0.0, num_updates=None, kvstore='device',
+                  workers=None):
+    """:func:`gluon_softmax.concise.build_trainer` for a net on several devices or workers.
+
+    ``kvstore`` None is refused for a net on several devices. With the
+    ``workers`` of a distributed job the gradients are summed over all of them
+    (:class:`WorkerSumTrainer`) before each update.
+    """
+    num_devices = len(next(iter(net.collect_params().values())).list_ctx())
+    if kvstore is None and num_devices > 1:
+        # measured: without a kvstore every device steps on its own gradients and the
+        # copies of the parameters silently drift apart
+        raise ParallelError(f'a net on {num_devices} devices needs a kvstore to sum their '
+                            "gradients ('device' or 'local'), not None")
+    if workers is None or not workers.distributed:
+        return concise.build_trainer(net, lr, momentum, wd, num_updates, kvstore)
+    # each worker updates its own copy from the summed gradients: the servers only add,
+    # and the optimizer state stays local, where a checkpoint can save it
+    trainer = gluon.Trainer(net.collect_params(), 'sgd',
+                            concise.sgd_options(lr, momentum, wd, num_updates),
+                            kvstore=workers.kv, update_on_kvstore=False)
+    return WorkerSumTrainer(trainer, net.collect_params().values(), workers)
+
+
+class ScratchReplicas:
+    """A :class:`~gluon_softmax.scratch.SoftmaxRegressionScratch` with a copy on every device.
+
+    Calling it multiplies a batch by the copy on the batch's own device; the
+    first copy (``W``, ``b``) is the one saved and reported.
+    """
+
+    def __init__(self, model, ctxs):
+        self.replicas = [model]
+        for ctx in ctxs[1:]:
+            replica = copy.copy(model)
+            replica.W, replica.b = model.W.copyto(ctx), model.b.copyto(ctx)
+            for param in replica.parameters():
+                param.attach_grad()
+            self.replicas.append(replica)
+        self.W, self.b = model.W, model.b
+
+    def __call__(self, X):
+        for replica in self.replicas:
+            if replica.W.ctx == X.ctx:
+                return replica(X)
+        raise ValueError(f'input on {X.ctx}, but the model is on '
+                         f'{", ".join(str(r.W.ctx) for r in self.replicas)}')
+
+    def parameters(self):
+        """The first copy's ``[W, b]``."""
+        return self.replicas[0].parameters()
+
+    def parameter_copies(self):
+        """Per parameter, its copies on every device: ``[[W, W', ...], [b, b', ...]]``."""
+        return [list(copies) for copies in zip(*(r.parameters() for r in self.replicas))]
+
+    def save_parameters(self, path):
+        """Write the first copy's ``W`` and ``b``."""
+        self.replicas[0].save_parameters(path)
+
+    def load_parameters(self, path):
+        """Read ``W`` and ``b`` into every copy."""
+        for replica in self.replicas:
+            replica.load_parameters(path)
+
+    def __repr__(self):
+        return f'ScratchReplicas({self.replicas[0]!r}, copies={len(self.replicas)})'
+
+
+class ReplicaSGD:
+    """Minibatch SGD for :class:`ScratchReplicas`: one step on the gradients summed over copies.
+
+    Given the ``workers`` of a distributed job, the sums are also added over
+    the workers. The first copy is updated, then copied to the others: the same
+    update as on one device.
+    """
+
+    def __init__(self, replicas, lr, workers=None):
+        self.params, self.lr = replicas.parameter_copies(), lr
+        self.workers = workers or Workers()
+
+    def step(self, batch_size):
+        """Update every parameter from the summed gradients of its copies."""
+        for copies in self.params:
+            param = copies[0]
+            grad = sum_on(param.ctx, [copy_.grad for copy_ in copies])
+            grad = self.workers.sum(grad)
+            param[:] = param - self.lr * grad / batch_size
+            for copy_ in copies[1:]:
+                copy_[:] = param.as_in_ctx(copy_.ctx)
+
+    def __repr__(self):
+        return f'ReplicaSGD(lr={self.lr}, params={len(self.params)}, {self.workers!r})'
+
+
+def replicate_scratch(model, lr, ctxs, workers=None):
+    """``(net, updater)`` for the scratch ``model`` trained on ``ctxs`` and ``workers``."""
+    replicas = ScratchReplicas(model, ctxs)
+    return replicas, ReplicaSGD(replicas, lr, workers)
+
+
+class DataParallel:
+    """The epoch function of several devices and worker processes, for ``training.train``.
+
+    Each batch is split over ``ctxs`` (and, in a distributed job, over the
+    ``workers``); ``updater.step`` gets the whole batch's size; the figures
+    returned cover the whole batch, all workers included. On one device and one
+    process it computes what :func:`gluon_softmax.training.train_epoch` does.
+    ``watch``, if given, sees every batch's loss sum (``watch.batch(i, loss_sum,
+    batch_size)``) and the end of the epoch (``watch.end()``): the divergence check.
+    """
+
+    def __init__(self, ctxs, workers=None, watch=None):
+        self.ctxs, self.workers, self.watch = ctx_list(ctxs), workers or Workers(), watch
+
+    def train_epoch(self, net, train_iter, loss, updater, ctx=None):
+        """One pass; returns ``(mean loss per example, train accuracy)``. ``ctx`` is unused."""
+        ctxs, workers = self.ctxs, self.workers
+        loss_sum, correct, total = 0.0, 0.0, 0
+        for i, (X, y) in enumerate(train_iter, 1):
+            pieces = split_batch(X, y, ctxs, workers)  # [(X_k, y_k, weight)], one per device
+            with autograd.record():
+                outputs = [(net(X_k), y_k) for X_k, y_k, _ in pieces]
+                # a weight-0 piece only keeps its device's gradient fresh (and zero)
+                losses = [loss(y_hat, y_k) if weight else loss(y_hat, y_k) * 0
+                          for (y_hat, y_k), (_, _, weight) in zip(outputs, pieces)]
+            for l in losses:
+                l.backward()
+            updater.step(X.shape[0])
+            batch_loss = sum_on(ctxs[0], [l.sum() for l in losses])
+            loss_sum = loss_sum + batch_loss
+            correct = correct + sum_on(ctxs[0], [correct_count(y_hat, y_k) for (y_hat, y_k), piece
+                                                 in zip(outputs, pieces) if piece[2]])
+            total += sum(y_k.shape[0] for _, y_k, weight in pieces if weight)
+            if self.watch is not None:
+                self.watch.batch(i, batch_loss, X.shape[0])
+        if self.watch is not None:
+            self.watch.end()
+        sums = np.stack([np.array(loss_sum, ctx=ctxs[0]).astype('float32'),
+                         np.array(correct, ctx=ctxs[0]).astype('float32'),
+                         np.array(float(total), ctx=ctxs[0])])
+        loss_sum, correct, total = workers.sum(sums).asnumpy().tolist()
+        return loss_sum / total, correct / total
+
+    def __repr__(self):
+        return f'DataParallel({", ".join(map(str, self.ctxs))}, {self.workers!r})'

@@ -8,12 +8,12 @@ import datetime
 import html
 import re
 
-import mxnet as mx
 import numpy as onp
-from mxnet import np as mnp
+from mxnet import np
 
 from gluon_softmax import plots
 from gluon_softmax.data import TEXT_LABELS
+from gluon_softmax.models import as_model
 
 PREDICT_BATCH = 1000  # examples per forward pass when the test set is given as arrays
 FINAL_METRICS = (('train_loss', 'train loss', '{:.4f}'),
@@ -51,39 +51,15 @@ def batches(data, batch_size=PREDICT_BATCH):
         yield X[start:start + batch_size], y[start:start + batch_size]
 
 
-def model_ctx(net):
-    """The device holding the parameters of ``net`` (scratch model or Gluon block)."""
-    if hasattr(net, 'W'):
-        return net.W.ctx
-    if hasattr(net, 'collect_params'):
-        for param in net.collect_params().values():
-            return param.list_ctx()[0]
-    return mx.cpu()
-
-
-def model_weights(net):
-    """The ``(num_inputs, num_outputs)`` weight matrix of a softmax regression, as NumPy, or None.
-
-    The scratch model's ``W`` as it is; the first 2-D parameter of a Gluon block
-    (``nn.Dense`` stores ``(num_outputs, num_inputs)``) transposed.
-    """
-    if hasattr(net, 'W'):
-        return net.W.asnumpy()
-    if hasattr(net, 'collect_params'):
-        for param in net.collect_params().values():
-            if len(param.shape) == 2:
-                return param.data(param.list_ctx()[0]).asnumpy().T
-    return None
-
-
 def predict_labels(net, data, ctx=None):
     """Labels and predicted classes (``y_hat.argmax(axis=1)``) of a test set, as NumPy ints."""
-    ctx = ctx or model_ctx(net)
+    model = as_model(net)
+    ctx = ctx or model.ctx
     ys, preds = [], []
     for X, y in batches(data):
-        X = X.as_in_ctx(ctx) if hasattr(X, 'as_in_ctx') else mnp.array(X, ctx=ctx)
+        X = np.array(X, ctx=ctx)
         # argmax on the device, one small copy per batch back to the host
-        preds.append(net(X).argmax(axis=1).asnumpy().astype(onp.int64))
+        preds.append(model.net(X).argmax(axis=1).asnumpy().astype(onp.int64))
         ys.append(plots.to_numpy(y).astype(onp.int64))
     if not ys:
         raise ValueError('the test set is empty')
@@ -108,7 +84,8 @@ def report_figures(net, test_iter_or_arrays, history, labels=TEXT_LABELS, ctx=No
 
     Parameters
     ----------
-    net : a trained model: ``SoftmaxRegressionScratch`` or a Gluon block returning logits.
+    net : a trained model: ``SoftmaxRegressionScratch``, a Gluon block returning logits, or
+        a :class:`gluon_softmax.models.Model`.
     test_iter_or_arrays : the test set, as an iterator of ``(X, y)`` batches (``test_iter``)
         or as a pair of arrays ``(X, y)`` (NumPy or ``mxnet.np``).
     history : the list :func:`gluon_softmax.training.train` returned.
@@ -126,9 +103,7 @@ def report_figures(net, test_iter_or_arrays, history, labels=TEXT_LABELS, ctx=No
             X_first, y[:len(X_first)], y_pred[:len(X_first)], labels,
             title=f'The first {len(X_first)} test images (title: true / predicted; '
                   'wrong ones in red)')
-    W = model_weights(net)
-    if W is not None:
-        figures['Weight templates'] = plots.weights_figure(W, labels)
+    figures['Weight templates'] = plots.weights_figure(as_model(net).weight_matrix(), labels)
     return figures
 
 
