@@ -66,6 +66,9 @@ class ConciseModel(Model):
         return self.parameters()[0].asnumpy().T
 
     def save_states(self, path):
+        if self.updater is None:
+            raise ValueError('a checkpoint needs the model build_model made: its updater holds '
+                             'the optimizer state')
         self.updater.save_states(path)
         return True
 

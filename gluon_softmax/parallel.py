@@ -20,7 +20,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, np
 
-from gluon_softmax import concise, scratch
+from gluon_softmax import concise
 from gluon_softmax.settings import KVSTORES
 from gluon_softmax.training import correct_count
 

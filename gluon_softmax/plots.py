@@ -12,10 +12,12 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-CURVES = (('train_loss', 'train loss'), ('train_acc', 'train acc'), ('val_acc', 'val acc'),
-          ('test_acc', 'test acc'))
-# several runs in one figure: the colour says which run, the dash which quantity
-DASHES = {'train_loss': 'solid', 'train_acc': 'dash', 'val_acc': 'dashdot', 'test_acc': 'dot'}
+CURVES = (('train_loss', 'train loss'), ('val_loss', 'val loss'), ('test_loss', 'test loss'),
+          ('train_acc', 'train acc'), ('val_acc', 'val acc'), ('test_acc', 'test acc'))
+LOSSES = ('train_loss', 'val_loss', 'test_loss')  # drawn in the left panel, accuracies right
+# several runs in one figure: the colour says which run, the dash which split
+DASHES = {'train_loss': 'solid', 'train_acc': 'solid', 'val_loss': 'dashdot',
+          'val_acc': 'dashdot', 'test_loss': 'dot', 'test_acc': 'dot'}
 WRONG = '#d62728'  # plotly's red: the titles and frames of wrong predictions
 RIGHT = '#222222'
 TEMPLATE = 'plotly_white'
@@ -35,9 +37,9 @@ def _runs(history):
 
 
 def curves_figure(history, title='Softmax regression on Fashion-MNIST'):
-    """Train loss, train accuracy and test accuracy against epoch, lines+markers.
+    """Loss (left) and accuracy (right) against epoch, for training and test, lines+markers.
 
-    Validation accuracy is drawn too when the entries have ``val_acc``.
+    Validation loss and accuracy are drawn too when the entries have them.
 
     ``history`` is what :func:`gluon_softmax.training.train` returns, or a dict
     mapping run names to such histories to overlay several runs (then each run
@@ -57,7 +59,7 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST'):
                 if several else {}
             fig.add_trace(go.Scatter(x=epochs, y=[e[key] for e in entries], name=name,
                                      mode='lines+markers', meta=key, **style),
-                          row=1, col=1 if key == 'train_loss' else 2)
+                          row=1, col=1 if key in LOSSES else 2)
     fig.update_xaxes(title_text='epoch')
     if max((len(entries) for entries in runs.values()), default=0) <= 20:
         fig.update_xaxes(dtick=1)  # whole epochs only

@@ -11,13 +11,20 @@ def row_sums(X):
     return X.sum(axis=1, keepdims=True)
 
 
+def row_maxes(X):
+    """The maximum of each row of a (batch, k) array, as a (batch, 1) column."""
+    if X.shape[0] == 0:
+        return np.zeros((0, 1), ctx=X.ctx)  # max's gradient fails on zero rows, as sum does
+    return X.max(axis=1, keepdims=True)
+
+
 def softmax(X):
     """Row-wise softmax of a (batch, classes) array, stable for any finite input.
 
     Subtracting the row maximum leaves the result unchanged (it cancels in the
     ratio) but keeps every ``exp`` argument <= 0, so nothing overflows.
     """
-    X_exp = np.exp(X - X.max(axis=1, keepdims=True))
+    X_exp = np.exp(X - row_maxes(X))
     return X_exp / row_sums(X_exp)
 
 
@@ -38,7 +45,7 @@ def pick(y_hat, y):
 
 def log_softmax(o):
     """``log softmax(o)`` via the LogSumExp trick: ``o - max - log sum exp(o - max)``."""
-    shifted = o - o.max(axis=1, keepdims=True)
+    shifted = o - row_maxes(o)
     return shifted - np.log(row_sums(np.exp(shifted)))
 
 

@@ -10,9 +10,12 @@ import numpy as onp
 import pytest
 from mxnet import np, npx
 
-from gluon_softmax import concise, scratch, training
+from gluon_softmax import models, training
 from gluon_softmax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gluon_softmax.data import ArrayLoader
+from gluon_softmax.parallel import DataParallel
+from gluon_softmax.runs import Diverged, EpochRunner, LossWatch
+from gluon_softmax.settings import Recipe
 
 
 def cli(*args, **kwargs):
@@ -37,81 +40,133 @@ def toy_iters(seed=0, n=64, batch_size=16):
     return ArrayLoader(X, y, batch_size, shuffle=True), ArrayLoader(X, y, batch_size)
 
 
-@pytest.mark.parametrize('impl', ['concise', 'scratch'])
-def test_checkpoint_round_trip_continues_identically(tmp_path, impl):
-    npx.set_np()
+def build(impl='concise', lr=0.5, seed=1, **recipe):
+    """A fresh model of ``impl`` after seeding everything with ``seed``."""
+    models.set_seed(seed)
+    return models.build_model(Recipe(impl=impl, lr=lr, **recipe), [mx.cpu()], 4)
 
-    def fresh(seed):
-        mx.random.seed(seed)
-        onp.random.seed(seed)
-        if impl == 'concise':
-            net = concise.build_net()
-            return net, concise.build_loss(), concise.build_trainer(net, 0.5)
-        net = scratch.SoftmaxRegressionScratch()
-        return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), 0.5)
 
+def train(model, train_iter, test_iter, num_epochs, **kwargs):
+    return training.train(model.net, train_iter, test_iter, model.loss, model.updater,
+                          num_epochs, **kwargs)
+
+
+@pytest.mark.parametrize('impl, recipe', [('concise', {'momentum': 0.9}), ('scratch', {})])
+def test_checkpoint_round_trip_continues_identically(tmp_path, impl, recipe):
     train_iter, test_iter = toy_iters()
-    net, loss, updater = fresh(1)
-    straight = training.train(net, train_iter, test_iter, loss, updater, 4, mx.cpu())
+    straight = train(build(impl, **recipe), train_iter, test_iter, 4)
 
-    net, loss, updater = fresh(1)
-    first = training.train(net, train_iter, test_iter, loss, updater, 2, mx.cpu())
+    model = build(impl, **recipe)
+    first = train(model, train_iter, test_iter, 2)
     path = str(tmp_path / 'checkpoint.npz')
-    save_checkpoint(path, impl, net, updater, first)
+    save_checkpoint(path, model, first)
     onp.random.seed(999)  # disturb the shuffling state: the checkpoint must restore it
 
-    net, loss, updater = fresh(2)  # other initial weights: the checkpoint must replace them
-    history = load_checkpoint(path, impl, net, updater)
-    resumed = training.train(net, train_iter, test_iter, loss, updater, 4, mx.cpu(),
-                             history=history)
+    model = build(impl, seed=2, **recipe)  # other initial weights: the checkpoint replaces them
+    history = load_checkpoint(path, model)
+    resumed = train(model, train_iter, test_iter, 4, history=history)
     key = lambda h: [(e['epoch'], e['train_loss'], e['test_acc']) for e in h]  # noqa: E731
     assert key(resumed) == key(straight)
 
 
+def test_checkpoint_temporary_files_stay_in_the_run_directory(tmp_path, monkeypatch):
+    """Nothing goes through $TMPDIR: a full /tmp must not break a checkpoint."""
+    monkeypatch.setenv('TMPDIR', str(tmp_path / 'no-such-dir'))
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', None)  # re-read $TMPDIR
+    model = build()
+    path = tmp_path / 'run' / 'checkpoint.npz'
+    path.parent.mkdir()
+    save_checkpoint(str(path), model, [])
+    assert load_checkpoint(str(path), build(seed=3)) == []
+    assert os.listdir(path.parent) == ['checkpoint.npz']
+
+
 def test_checkpoint_of_other_model_or_garbage_is_a_clear_error(tmp_path):
-    npx.set_np()
-    net = concise.build_net()
-    trainer = concise.build_trainer(net, 0.1)
+    model = build('concise')
     path = str(tmp_path / 'checkpoint.npz')
-    save_checkpoint(path, 'concise', net, trainer, [])
-    other = scratch.SoftmaxRegressionScratch()
+    save_checkpoint(path, model, [])
     with pytest.raises(CheckpointError, match='concise model, not scratch'):
-        load_checkpoint(path, 'scratch', other, scratch.SGD(other.parameters(), 0.1))
-    # a concise net of another shape (20 classes)
-    wide = concise.build_net(num_outputs=20)
-    wide(np.zeros((1, 784)))
+        load_checkpoint(path, build('scratch'))
+    # a model of another shape (14 x 14 inputs)
     with pytest.raises(CheckpointError, match='do not fit'):
-        load_checkpoint(path, 'concise', wide, concise.build_trainer(wide, 0.1))
+        load_checkpoint(path, build('concise', resize=14))
     garbage = tmp_path / 'garbage.npz'
     garbage.write_bytes(b'not a checkpoint')
     with pytest.raises(CheckpointError, match='not a gluon_softmax checkpoint'):
-        load_checkpoint(str(garbage), 'concise', net, trainer)
+        load_checkpoint(str(garbage), model)
     with pytest.raises(CheckpointError, match='no checkpoint'):
-        load_checkpoint(str(tmp_path / 'absent.npz'), 'concise', net, trainer)
+        load_checkpoint(str(tmp_path / 'absent.npz'), model)
 
 
-def test_a_nan_in_a_batch_stops_training_naming_the_batch():
-    npx.set_np()
+def rewrite(path, drop=(), meta_changes=None):
+    """Rewrite the checkpoint at ``path`` without the arrays ``drop`` and with ``meta`` changed."""
+    with onp.load(path) as f:
+        arrays = {name: f[name] for name in f.files if name not in drop}
+    meta = json.loads(arrays['meta'].tobytes().decode())
+    for key, value in (meta_changes or {}).items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    arrays['meta'] = onp.frombuffer(json.dumps(meta).encode(), dtype=onp.uint8)
+    with open(path, 'wb') as f:
+        onp.savez(f, **arrays)
+
+
+@pytest.mark.parametrize('drop, meta, needle', [
+    (('numpy_rng_keys',), None, 'no numpy_rng_keys'),
+    (('params',), None, 'no params'),
+    (('trainer',), None, 'no trainer state'),
+    ((), {'numpy_rng': None}, 'numpy_rng'),
+    ((), {'numpy_rng': 'MT19937'}, 'numpy_rng'),
+    ((), {'python_rng': None}, 'python_rng'),
+    ((), {'history': {'epoch': 1}}, 'history'),
+    ((), {'history': [{'epoch': 2}]}, 'history'),
+    ((), {'impl': 'mlp'}, 'impl'),
+])
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, drop, meta, needle):
+    model = build('concise')
+    path = str(tmp_path / 'checkpoint.npz')
+    save_checkpoint(path, model, [])
+    rewrite(path, drop, meta)
+    with pytest.raises(CheckpointError, match='damaged checkpoint') as info:
+        load_checkpoint(path, build('concise'))
+    assert needle in str(info.value)
+
+
+def watched(max_loss=100.0, check_every=20):
+    """An epoch function that checks the batch losses as the CLI does."""
+    return EpochRunner(DataParallel([mx.cpu()], watch=LossWatch(max_loss,
+                                                                check_every=check_every)))
+
+
+@pytest.mark.parametrize('check_every', [1, 2, 20])
+def test_a_nan_in_a_batch_stops_training_naming_the_batch(check_every):
     X = onp.random.default_rng(0).random((8 * 5, 1, 28, 28), dtype=onp.float32)
     X[8 * 2 + 3, 0, 0, 0] = onp.nan  # in the third batch
     loader = ArrayLoader(X, onp.zeros(len(X), onp.int32), 8)
-    net = scratch.SoftmaxRegressionScratch()
-    with pytest.raises(training.Diverged) as info:
-        training.train(net, loader, loader, scratch.softmax_cross_entropy,
-                       scratch.SGD(net.parameters(), 0.1), 3, mx.cpu())
+    with pytest.raises(Diverged) as info:
+        train(build('scratch', 0.1), loader, loader, 3, epoch_fn=watched(check_every=check_every))
     assert info.value.batch == 3 and info.value.epoch == 1
     assert 'epoch 1, batch 3' in str(info.value) and 'smaller learning rate' in str(info.value)
 
 
 def test_the_bound_is_configurable():
-    npx.set_np()
     train_iter, test_iter = toy_iters()
-    net = scratch.SoftmaxRegressionScratch()
     # the first batch's loss is about ln 10 = 2.3, above a bound of 1
-    with pytest.raises(training.Diverged) as info:
-        training.train(net, train_iter, test_iter, scratch.softmax_cross_entropy,
-                       scratch.SGD(net.parameters(), 0.1), 1, mx.cpu(), max_loss=1.0)
+    with pytest.raises(Diverged) as info:
+        train(build('scratch', 0.1), train_iter, test_iter, 1, epoch_fn=watched(1.0))
     assert info.value.batch == 1 and info.value.loss == pytest.approx(onp.log(10), abs=0.1)
+
+
+def test_the_teaching_loop_has_no_divergence_check():
+    """The chapter's train_epoch trains on, as the book's does; the CLI's epoch function stops."""
+    X = onp.random.default_rng(0).random((16, 1, 28, 28), dtype=onp.float32)
+    X[3, 0, 0, 0] = onp.nan
+    loader = ArrayLoader(X, onp.zeros(len(X), onp.int32), 8)
+    entry, = train(build('scratch', 0.1), loader, loader, 1)
+    assert onp.isnan(entry['train_loss'])
 
 
 @pytest.mark.integration
@@ -162,7 +217,7 @@ def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(
     finally:
         proc.kill()
     assert proc.returncode == status, err
-    assert f'--resume {out}' in err and 'Traceback' not in err
+    assert f'-m gluon_softmax.train --resume {out}' in err and 'Traceback' not in err
     metrics = metrics_of(out)
     assert metrics['status'] == 'interrupted' and [e['epoch'] for e in metrics['epochs']] == [1]
     assert (out / 'checkpoint.npz').exists() and (out / 'curves.html').exists()

@@ -4,9 +4,11 @@ import numpy as onp
 import pytest
 from mxnet import np
 
-from gluon_softmax import concise, scratch, training
+from gluon_softmax import models, training
 from gluon_softmax.context import ContextError, parse_ctx, try_gpu
 from gluon_softmax.data import ArrayLoader
+from gluon_softmax.parallel import DataParallel
+from gluon_softmax.settings import Recipe
 
 NUM_GPUS = mx.context.num_gpus()
 cpu_build_only = pytest.mark.skipif(NUM_GPUS > 0, reason='checks the CPU build (no GPU seen)')
@@ -59,21 +61,15 @@ def test_one_batch_trains_on_the_gpu(impl):
     rng = onp.random.RandomState(0)
     X = rng.rand(8, 1, 28, 28).astype(onp.float32)
     y = rng.randint(0, 10, 8)
-    if impl == 'scratch':
-        net = scratch.SoftmaxRegressionScratch(ctx=ctx)
-        loss, updater = scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), 0.1)
-        weight = net.W
-    else:
-        net = concise.build_net(ctx=ctx)
-        loss, updater = concise.build_loss(), concise.build_trainer(net, 0.1)
-        weight = net[0].weight.data(ctx)
-    before = weight.asnumpy().copy()
-    train_loss, _ = training.train_epoch(net, ArrayLoader(X, y, 8, ctx=ctx), loss, updater, ctx)
+    model = models.build_model(Recipe(impl=impl), [ctx], 1)
+    assert model.ctx == ctx
+    before = model.weight_matrix().copy()
+    train_loss, _ = training.train_epoch(model.net, ArrayLoader(X, y, 8, ctx=ctx), model.loss,
+                                         model.updater, ctx)
     assert onp.isfinite(train_loss)
-    after = (net.W if impl == 'scratch' else net[0].weight.data(ctx))
-    assert after.ctx == ctx
-    assert not onp.allclose(after.asnumpy(), before)
-    assert net(np.array(X, ctx=ctx)).ctx == ctx
+    assert model.parameters()[0].ctx == ctx
+    assert not onp.allclose(model.weight_matrix(), before)
+    assert model.net(np.array(X, ctx=ctx)).ctx == ctx
 
 
 @pytest.mark.gpu
@@ -85,13 +81,12 @@ def test_gpu_all_trains_on_every_gpu_like_one_gpu():
     y = rng.randint(0, 10, 512)
     weights = []
     for devices in ([ctxs[0]], ctxs):
-        onp.random.seed(0)
-        mx.random.seed(0)
-        net = concise.build_net(ctx=devices)
-        updater = concise.build_trainer(net, 0.1)
-        training.train_epoch(net, ArrayLoader(X, y, 64, shuffle=True, ctx=devices[0]),
-                             concise.build_loss(), updater, devices)
-        copies = [net[0].weight.data(c).asnumpy() for c in devices]
+        models.set_seed(0)
+        train_iter = ArrayLoader(X, y, 64, shuffle=True, ctx=devices[0])
+        model = models.build_model(Recipe(), devices, len(train_iter))
+        DataParallel(devices).train_epoch(model.net, train_iter, model.loss, model.updater)
+        weight = model.net[0].weight
+        copies = [weight.data(c).asnumpy() for c in devices]
         assert all((c == copies[0]).all() for c in copies)
         weights.append(copies[0])
     assert onp.abs(weights[0] - weights[1]).max() < 1e-5

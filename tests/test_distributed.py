@@ -11,11 +11,12 @@ import subprocess
 import sys
 import time
 
+import mxnet as mx
 import pytest
 
-from gluon_softmax import concise, scratch
+from gluon_softmax import models
 from gluon_softmax.parallel import Workers
-from gluon_softmax.train import model_arrays
+from gluon_softmax.settings import Recipe
 
 pytestmark = pytest.mark.integration
 LAUNCH = [sys.executable, '-m', 'gluon_softmax.launch']
@@ -43,9 +44,9 @@ def metrics_of(out):
 
 def saved_digest(out, impl):
     """SHA-256 (as the workers compute it) of the parameters in ``out/model.params``."""
-    net = scratch.SoftmaxRegressionScratch() if impl == 'scratch' else concise.build_net()
-    net.load_parameters(str(out / 'model.params'))
-    return Workers().digests(model_arrays(net))[0]
+    model = models.build_model(Recipe(impl=impl), [mx.cpu()], 1)
+    model.net.load_parameters(str(out / 'model.params'))
+    return Workers().digests(model.parameters())[0]
 
 
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])

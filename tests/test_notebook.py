@@ -1,7 +1,9 @@
 """The notebook: committed without outputs, a pure client of the package, and it runs."""
 import ast
+import importlib
 import inspect
 import json
+import pkgutil
 import re
 import sys
 from pathlib import Path
@@ -10,13 +12,13 @@ import nbformat
 import pytest
 
 import gluon_softmax
-from gluon_softmax import concise, context, data, plots, report, scratch, training
+from gluon_softmax import context, training
+from gluon_softmax.settings import Recipe
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / 'notebooks' / 'softmax_regression.ipynb'
 # the short version: two epochs (so the live plot is updated once), two-point sweeps,
-# three-epoch long runs
-SHORT = {'GLUON_SOFTMAX_NB_EPOCHS': '2', 'GLUON_SOFTMAX_NB_LRS': '0.1,1',
-         'GLUON_SOFTMAX_NB_BATCH_SIZES': '256,1024', 'GLUON_SOFTMAX_NB_LONG_EPOCHS': '3'}
+# three-epoch long runs; put into the first cell in place of the learner's values
+SHORT = {'NUM_EPOCHS': '2', 'LRS': '[0.1, 1]', 'BATCH_SIZES': '[256, 1024]', 'LONG_EPOCHS': '3'}
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'
 
 
@@ -40,7 +42,11 @@ def test_committed_notebook_has_no_outputs():
 def package_names():
     """Public functions and classes defined in the package's modules."""
     names = set(gluon_softmax.__all__)
-    for module in (concise, context, data, plots, report, scratch, training):
+    modules = [importlib.import_module(f'gluon_softmax.{info.name}')
+               for info in pkgutil.iter_modules(gluon_softmax.__path__)
+               if not info.name.startswith('_')]
+    assert len(modules) >= 15  # every module of the package, not a chosen few
+    for module in modules:
         names.update(name for name, obj in vars(module).items()
                      if not name.startswith('_') and (inspect.isfunction(obj) or
                                                       inspect.isclass(obj))
@@ -59,12 +65,32 @@ def test_notebook_redefines_nothing_of_the_package():
     assert not defined & package_names(), f'redefined: {sorted(defined & package_names())}'
 
 
-def test_parameter_cell_reads_the_environment_with_the_books_defaults():
+def test_first_cell_is_plain_settings_with_the_books_recipe():
     source = code_cells(read_notebook())[0].source
-    for name in SHORT:
-        assert name in source
-    assert "os.environ.get('GLUON_SOFTMAX_NB_EPOCHS', 10)" in source
-    assert "'GLUON_SOFTMAX_NB_LR', 0.1" in source and "'GLUON_SOFTMAX_NB_BATCH_SIZE', 256" in source
+    assert 'environ' not in source and 'GLUON_SOFTMAX' not in source  # no test plumbing
+    # the book's recipe comes from the settings object the CLI uses, not from copies of it
+    for line in ('BOOK = Recipe()', 'NUM_EPOCHS = BOOK.epochs', 'BATCH_SIZE = BOOK.batch_size',
+                 'LR = BOOK.lr'):
+        assert line in source
+    assert (Recipe().epochs, Recipe().batch_size, Recipe().lr) == (10, 256, 0.1)
+    short_cell(source)  # every short-setting name is a plain assignment there
+
+
+def short_cell(source):
+    """The first cell with the learner's values of SHORT's names replaced by the short ones."""
+    for name, value in SHORT.items():
+        source, count = re.subn(rf'^{name} = .*$', f'{name} = {value}', source, flags=re.M)
+        assert count == 1, f'{name} is not assigned once in the first cell'
+    return source
+
+
+def test_notebook_shows_the_real_training_loop():
+    sources = [cell.source for cell in code_cells(read_notebook())]
+    assert 'print(inspect.getsource(training.train_epoch))' in sources
+    by_hand = next(s for s in sources if 'training.train_epoch(net, train_iter' in s)
+    later = sources.index(next(s for s in sources if 'training.train(net, train_iter' in s))
+    assert sources.index(by_hand) < later  # one epoch by hand before calling train
+    assert 'def train_epoch' not in ''.join(sources)
 
 
 def plotly_outputs(cell):
@@ -80,10 +106,8 @@ def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir
     # (JUPYTER_PATH is searched first), so the kernel sees the package of this venv.
     install(kernel_name='python3', prefix=str(tmp_path / 'jupyter'))
     monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter' / 'share' / 'jupyter'))
-    for name, value in SHORT.items():
-        monkeypatch.setenv(name, value)
-
     nb = read_notebook()
+    code_cells(nb)[0].source = short_cell(code_cells(nb)[0].source)
     nb.cells.append(nbformat.v4.new_code_cell('import sys\nprint(sys.prefix)'))
     client = NotebookClient(nb, kernel_name='python3', timeout=300, allow_errors=False,
                             resources={'metadata': {'path': str(NOTEBOOK.parent)}})
@@ -103,6 +127,8 @@ def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir
         assert figure['data'][PLOTLY_MIME]['data'][0]['x'] == [1, 2]
 
     text = '\n'.join(out.get('text', '') for cell in cells for out in cell.outputs)
+    assert inspect.getsource(training.train_epoch).strip() in text  # the loop, as it is
+    assert re.search(r'epoch 1: train loss [0-9.]+, train acc [0-9.]+, test loss', text)
     assert re.search(r'naive -log softmax: \[\s*inf', text)  # the overflow, shown
     if context.num_gpus() == 0:
         assert 'ContextError: --ctx ' in text

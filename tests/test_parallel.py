@@ -1,5 +1,5 @@
-"""Data parallelism: batch shares, single-process Workers, kvstore refusals, and the acceptance
-test that training on several devices gives the single-device result."""
+"""Data parallelism: batch shares, single-process Workers, kvstore refusals, the scale-out epoch
+against the chapter's loop, and the acceptance test that several devices train like one."""
 import hashlib
 import json
 import os
@@ -11,16 +11,20 @@ import numpy as onp
 import pytest
 from mxnet import gluon, np
 
-from gluon_softmax import concise, data, scratch, training
+from gluon_softmax import concise, data, models, scratch, training
 from gluon_softmax.data import ArrayLoader
-from gluon_softmax.parallel import (ParallelError, Workers, connect, ctx_list, share_bounds,
+from gluon_softmax.parallel import (DataParallel, ParallelError, ReplicaSGD, ScratchReplicas,
+                                    Workers, build_trainer, connect, ctx_list, share_bounds,
                                     split_batch)
+from gluon_softmax.settings import IMPLS, Recipe
 
 from conftest import assert_usage_error
 
+CPU0 = mx.cpu(0)
 TWO = [mx.cpu(0), mx.cpu(1)]
 THREE = [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
-NUM_INPUTS = 20  # features of the synthetic problems
+# the synthetic problems are 4 x 4 "images": Recipe(resize=4) gives models 16 inputs
+SIDE = 4
 
 
 class FakeWorkers(Workers):
@@ -32,27 +36,42 @@ class FakeWorkers(Workers):
 
 
 def separable(n, seed):
-    """``X`` (n, 20) Gaussian and ``y`` = argmax of a fixed linear map: linearly separable."""
-    M = onp.random.RandomState(123).randn(NUM_INPUTS, 10)
-    X = onp.random.RandomState(seed).randn(n, NUM_INPUTS).astype(onp.float32)
-    return X, (X @ M).argmax(axis=1).astype(onp.int32)
+    """``X`` (n, 1, 4, 4) Gaussian and ``y`` = argmax of a fixed linear map: linearly separable."""
+    M = onp.random.RandomState(123).randn(SIDE * SIDE, 10)
+    X = onp.random.RandomState(seed).randn(n, SIDE * SIDE).astype(onp.float32)
+    return X.reshape(n, 1, SIDE, SIDE), (X @ M).argmax(axis=1).astype(onp.int32)
 
 
-def make_model(impl, ctxs, lr, num_inputs=784, kvstore='device'):
-    """``(net, loss, updater)`` of one implementation, parameters on every device of ``ctxs``."""
-    if impl == 'scratch':
-        net = scratch.SoftmaxRegressionScratch(num_inputs=num_inputs, ctx=ctxs)
-        return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameter_copies(), lr)
-    net = concise.build_net(num_inputs=num_inputs, ctx=ctxs)
-    return net, concise.build_loss(), concise.build_trainer(net, lr, kvstore=kvstore)
+def build(impl, ctxs, steps_per_epoch=1, kvstore='device', **recipe):
+    """``models.build_model`` for a :class:`Recipe` of ``impl`` with the given fields."""
+    return models.build_model(Recipe(impl=impl, **recipe), ctxs, steps_per_epoch, kvstore)
 
 
-def copies_of(net):
+def epoch_fn_for(ctxs):
+    """The chapter's own loop on one device (the reference); the scale-out epoch on several."""
+    return training.train_epoch if len(ctxs) == 1 else DataParallel(ctxs).train_epoch
+
+
+def fit(model, ctxs, train_iter, test_iter, epochs, epoch_fn=None):
+    """``training.train`` of ``model`` on ``ctxs``; returns the history."""
+    return training.train(model.net, train_iter, test_iter, model.loss, model.updater, epochs,
+                          ctxs[0], epoch_fn=epoch_fn or epoch_fn_for(ctxs))
+
+
+def copies_of(model):
     """Per device, that device's parameters as NumPy arrays (in a fixed order)."""
+    net = model.net
+    if isinstance(net, ScratchReplicas):
+        return [[p.asnumpy() for p in replica.parameters()] for replica in net.replicas]
     if isinstance(net, scratch.SoftmaxRegressionScratch):
-        return [[p.asnumpy() for p in copy] for copy in net.copies]
+        return [[p.asnumpy() for p in net.parameters()]]
     params = list(net.collect_params().values())
     return [[p.data(ctx).asnumpy() for p in params] for ctx in params[0].list_ctx()]
+
+
+def parameter_bytes(model):
+    """The first copy's parameters as raw bytes: equal bytes, bitwise equal parameters."""
+    return [p.asnumpy().tobytes() for p in model.parameters()]
 
 
 def max_diff(a, b):
@@ -60,31 +79,25 @@ def max_diff(a, b):
     return max(float(onp.abs(x.astype(onp.float64) - y).max()) for x, y in zip(a, b))
 
 
-def assert_replicas_bitwise_equal(net):
-    first, *others = copies_of(net)
+def assert_replicas_bitwise_equal(model):
+    first, *others = copies_of(model)
     assert others, 'expected a model on several devices'
     for other in others:
         for x, y in zip(first, other):
             assert x.tobytes() == y.tobytes()
 
 
-def seeded(seed=0):
-    onp.random.seed(seed)
-    mx.random.seed(seed)
-
-
 def real_iters(root):
     """The fast loaders of the real data set, batches of 256 on cpu(0)."""
-    return data.load_arrays_iters(256, root=root, ctx=mx.cpu(0))
+    return data.load_arrays_iters(256, root=root, ctx=CPU0)
 
 
 def train_real(root, impl, ctxs, kvstore='device', epochs=1, seed=0, lr=0.1):
-    """Train on the real data set from ``seed``; returns ``(net, history)``."""
-    seeded(seed)
+    """Train on the real data set from ``seed``; returns ``(model, history)``."""
+    models.set_seed(seed)
     train_iter, test_iter = real_iters(root)
-    net, loss, updater = make_model(impl, ctxs, lr, kvstore=kvstore)
-    history = training.train(net, train_iter, test_iter, loss, updater, epochs, ctxs)
-    return net, history
+    model = build(impl, ctxs, len(train_iter), kvstore, lr=lr, epochs=epochs, seed=seed)
+    return model, fit(model, ctxs, train_iter, test_iter, epochs)
 
 
 def cli(*args):
@@ -255,51 +268,156 @@ def test_connect_non_dist_is_a_single_process(kvstore):
     assert (workers.rank, workers.num_workers, workers.distributed) == (0, 1, False)
 
 
-# --- build_trainer --------------------------------------------------------------------------
+# --- the models the scale-out layer builds --------------------------------------------------
+
+def test_one_device_gets_the_chapters_pieces_unwrapped():
+    model = build('scratch', [CPU0], resize=SIDE)
+    assert type(model.net) is scratch.SoftmaxRegressionScratch
+    assert type(model.updater) is scratch.SGD
+    model = build('concise', [CPU0], resize=SIDE)
+    assert type(model.updater) is gluon.Trainer
+
+
+def test_scratch_on_several_devices_gets_replicas_with_equal_initial_copies():
+    model = build('scratch', THREE, resize=SIDE)
+    assert isinstance(model.net, ScratchReplicas) and isinstance(model.updater, ReplicaSGD)
+    assert len(model.net.replicas) == 3
+    copies = model.net.parameter_copies()
+    assert [[p.ctx for p in param] for param in copies] == [THREE, THREE]  # [[W...], [b...]]
+    assert [p.shape for p in model.parameters()] == [(SIDE * SIDE, 10), (10,)]
+    assert all(p.ctx == CPU0 for p in model.parameters())  # the first copy is the model's
+    assert_replicas_bitwise_equal(model)
+    X, _ = separable(5, seed=0)
+    for ctx in THREE:  # each batch meets the copy on its own device
+        assert model.net(np.array(X, ctx=ctx)).ctx == ctx
+    with pytest.raises(ValueError, match='cpu'):
+        model.net(np.array(X, ctx=mx.cpu(3)))
+
+
+def test_concise_on_several_devices_in_one_process_uses_a_plain_trainer():
+    model = build('concise', TWO, resize=SIDE)
+    assert type(model.updater) is gluon.Trainer
+    assert len(copies_of(model)) == 2
+    assert_replicas_bitwise_equal(model)
+
+
+# --- kvstore refusals -----------------------------------------------------------------------
 
 def test_build_trainer_refuses_no_kvstore_on_several_devices():
-    net = concise.build_net(num_inputs=NUM_INPUTS, ctx=TWO)
+    net = build('concise', TWO, resize=SIDE).net
     with pytest.raises(ParallelError, match='kvstore'):
-        concise.build_trainer(net, 0.1, kvstore=None)
-    assert isinstance(concise.build_trainer(net, 0.1), gluon.Trainer)  # 'device', the default
+        build_trainer(net, 0.1, kvstore=None)
+    with pytest.raises(ParallelError, match='kvstore'):
+        build('concise', TWO, kvstore=None, resize=SIDE)
+    assert isinstance(build_trainer(net, 0.1), gluon.Trainer)  # 'device', the default
 
 
 def test_build_trainer_allows_no_kvstore_on_one_device():
-    net = concise.build_net(num_inputs=NUM_INPUTS, ctx=[mx.cpu(0)])
-    assert isinstance(concise.build_trainer(net, 0.1, kvstore=None), gluon.Trainer)
+    model = build('concise', [CPU0], kvstore=None, resize=SIDE)
+    assert isinstance(model.updater, gluon.Trainer)
+    assert isinstance(build_trainer(model.net, 0.1, kvstore=None), gluon.Trainer)
+
+
+# --- the scale-out epoch against the chapter's loop -----------------------------------------
+
+# the book's recipe for both models, and the concise one with every optimizer option
+CHAPTER_RECIPES = [('scratch', {}), ('concise', {}),
+                   ('concise', {'momentum': 0.9, 'wd': 1e-3, 'lr_schedule': 'cosine'})]
+
+
+def run_epochs(epoch_fn, impl, X, y, batch_size, epochs=2, resize=SIDE, **recipe):
+    """Train ``epochs`` epochs from seed 0 with ``epoch_fn``; its results and the parameters."""
+    models.set_seed(0)
+    loader = ArrayLoader(X, y, batch_size, shuffle=True)
+    model = build(impl, [CPU0], len(loader), batch_size=batch_size, resize=resize,
+                  epochs=epochs, seed=0, **recipe)
+    figures = [epoch_fn(model.net, loader, model.loss, model.updater, CPU0)
+               for _ in range(epochs)]
+    return figures, parameter_bytes(model)
+
+
+def assert_scale_out_is_the_chapter(impl, X, y, batch_size, resize=SIDE, **recipe):
+    chapter = run_epochs(training.train_epoch, impl, X, y, batch_size, resize=resize, **recipe)
+    scale_out = run_epochs(DataParallel([CPU0]).train_epoch, impl, X, y, batch_size,
+                           resize=resize, **recipe)
+    (first, second), _ = chapter
+    assert all(isinstance(v, float) for v in first + second)
+    assert second[0] < first[0]  # it trained: the comparison is not of two idle loops
+    assert scale_out[0] == chapter[0]  # (loss, acc) of each epoch, exactly
+    assert scale_out[1] == chapter[1]  # the parameters, bit for bit
+
+
+@pytest.mark.parametrize('impl, recipe', CHAPTER_RECIPES, ids=['scratch', 'concise',
+                                                               'concise-momentum-wd-cosine'])
+def test_scale_out_epoch_on_one_device_is_bitwise_the_chapters(impl, recipe):
+    # 1000 examples in batches of 300: three full batches and a last one of 100
+    X, y = separable(1000, seed=4)
+    assert_scale_out_is_the_chapter(impl, X, y, 300, lr=0.5, **recipe)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('impl', IMPLS)
+def test_scale_out_epoch_on_one_device_is_bitwise_the_chapters_on_fashion_mnist(real_data_dir,
+                                                                                 impl):
+    X, y = data.load_arrays(real_data_dir)
+    assert_scale_out_is_the_chapter(impl, X[:3000], y[:3000], 256, resize=None)
+
+
+def test_scale_out_epoch_tells_its_watch_every_batch_and_the_end():
+    class Watch:
+        def __init__(self):
+            self.batches, self.ends = [], 0
+
+        def batch(self, number, loss_sum, size):
+            self.batches.append((number, float(loss_sum), size))
+
+        def end(self):
+            self.ends += 1
+
+    X, y = separable(1001, seed=5)
+    models.set_seed(0)
+    model = build('concise', THREE, resize=SIDE)
+    watch = Watch()
+    loss, acc = DataParallel(THREE, watch=watch).train_epoch(
+        model.net, ArrayLoader(X, y, 500), model.loss, model.updater)
+    assert [(n, size) for n, _, size in watch.batches] == [(1, 500), (2, 500), (3, 1)]
+    assert watch.ends == 1
+    # the batch sums are the whole batch's (padding adds 0), and add up to the epoch's mean
+    assert sum(s for _, s, _ in watch.batches) / 1001 == pytest.approx(loss, rel=1e-6)
+    assert 0 <= acc <= 1
 
 
 # --- equivalence with one device: the acceptance test ---------------------------------------
 
 @pytest.mark.integration
 @pytest.mark.parametrize('impl, kvstore', [('concise', 'device'), ('concise', 'local'),
-                                           ('scratch', None)])
+                                           ('scratch', 'device')])
 def test_two_devices_train_like_one_on_fashion_mnist(real_data_dir, impl, kvstore):
-    # two epochs: 470 steps of the book's recipe
-    one, one_history = train_real(real_data_dir, impl, [mx.cpu(0)], kvstore or 'device',
-                                  epochs=2)
-    two, two_history = train_real(real_data_dir, impl, TWO, kvstore or 'device', epochs=2)
+    # two epochs: 470 steps of the book's recipe; one device runs the chapter's own loop
+    one, one_history = train_real(real_data_dir, impl, [CPU0], kvstore, epochs=2)
+    two, two_history = train_real(real_data_dir, impl, TWO, kvstore, epochs=2)
 
     assert max_diff(copies_of(two)[0], copies_of(one)[0]) < 1e-6
     assert_replicas_bitwise_equal(two)
     for a, b in zip(one_history, two_history):
         assert b['train_loss'] == pytest.approx(a['train_loss'], rel=1e-6)
         assert b['train_acc'] == pytest.approx(a['train_acc'], abs=1e-3)
+        assert b['test_loss'] == pytest.approx(a['test_loss'], rel=1e-5)
         assert b['test_acc'] == pytest.approx(a['test_acc'], abs=1e-3)
     assert 0.7 < two_history[-1]['test_acc'] < 0.9  # the book's recipe, not a dead model
 
 
-@pytest.mark.parametrize('impl', ['concise', 'scratch'])
+@pytest.mark.parametrize('impl', IMPLS)
 def test_a_last_batch_smaller_than_the_devices_changes_nothing(impl):
     # 1001 examples in batches of 500: the last batch holds 1 example for 3 devices
     X, y = separable(1001, seed=1)
     runs = {}
-    for name, ctxs in (('one', [mx.cpu(0)]), ('three', THREE)):
-        seeded(0)
+    for name, ctxs in (('one', [CPU0]), ('three', THREE)):
+        models.set_seed(0)
         loader = ArrayLoader(X, y, 500, shuffle=True)
-        net, loss, updater = make_model(impl, ctxs, 0.5, num_inputs=NUM_INPUTS)
-        initial = copies_of(net)[0]
-        runs[name] = net, training.train(net, loader, loader, loss, updater, 2, ctxs)
+        model = build(impl, ctxs, len(loader), lr=0.5, batch_size=500, resize=SIDE)
+        initial = copies_of(model)[0]
+        runs[name] = model, fit(model, ctxs, loader, loader, 2)
     (one, one_history), (three, three_history) = runs['one'], runs['three']
     assert max_diff(copies_of(three)[0], copies_of(one)[0]) < 1e-6
     assert_replicas_bitwise_equal(three)
@@ -313,16 +431,23 @@ def test_a_last_batch_smaller_than_the_devices_changes_nothing(impl):
 # --- what the rules prevent -----------------------------------------------------------------
 
 def test_without_a_kvstore_the_copies_drift_apart():
-    """Negative control: why build_trainer refuses kvstore=None on several devices."""
+    """Negative control: why parallel.build_trainer refuses kvstore=None on several devices."""
     X, y = separable(1024, seed=2)
-    mx.random.seed(0)
-    net = concise.build_net(num_inputs=NUM_INPUTS, ctx=TWO)
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.5}, kvstore=None)
-    before = copies_of(net)
-    assert max_diff(before[0], before[1]) == 0  # they start equal
-    training.train_epoch(net, ArrayLoader(X, y, 128), concise.build_loss(), trainer, TWO)
-    cpu0, cpu1 = copies_of(net)
+    ends = {}
+    for name in ('kvstore device', 'no kvstore'):
+        models.set_seed(0)
+        model = build('concise', TWO, lr=0.5, resize=SIDE)
+        before = copies_of(model)
+        assert max_diff(before[0], before[1]) == 0  # they start equal
+        # the chapter's factory passes kvstore=None through; only the scale-out layer refuses
+        updater = (model.updater if name == 'kvstore device' else
+                   concise.build_trainer(model.net, 0.5, kvstore=None))
+        DataParallel(TWO).train_epoch(model.net, ArrayLoader(X, y, 128), model.loss, updater)
+        ends[name] = copies_of(model)
+    cpu0, cpu1 = ends['no kvstore']
     assert max_diff(cpu0, cpu1) > 1e-4  # measured: 0.1
+    cpu0, cpu1 = ends['kvstore device']
+    assert max_diff(cpu0, cpu1) == 0  # the same steps with the kvstore: no drift
 
 
 @pytest.mark.integration
@@ -336,13 +461,14 @@ def test_trainer_step_needs_the_total_batch_size_not_the_per_device_one(real_dat
         def step(self, batch_size):
             self.trainer.step(batch_size // self.num_devices)
 
-    one, _ = train_real(real_data_dir, 'concise', [mx.cpu(0)])
-    double_lr, _ = train_real(real_data_dir, 'concise', [mx.cpu(0)], lr=0.2)
+    one, _ = train_real(real_data_dir, 'concise', [CPU0])
+    double_lr, _ = train_real(real_data_dir, 'concise', [CPU0], lr=0.2)
 
-    seeded(0)
+    models.set_seed(0)
     train_iter, test_iter = real_iters(real_data_dir)
-    two, loss, trainer = make_model('concise', TWO, 0.1)
-    training.train(two, train_iter, test_iter, loss, PerDeviceStep(trainer, 2), 1, TWO)
+    two = build('concise', TWO, len(train_iter), lr=0.1, epochs=1, seed=0)
+    training.train(two.net, train_iter, test_iter, two.loss, PerDeviceStep(two.updater, 2), 1,
+                   CPU0, epoch_fn=DataParallel(TWO).train_epoch)
 
     assert max_diff(copies_of(two)[0], copies_of(one)[0]) > 1e-2  # measured: 0.3
     # the same as one device at twice the rate, up to rounding (measured: 2e-5)

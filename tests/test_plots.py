@@ -16,7 +16,8 @@ npx.set_np()
 
 def history(num_epochs, offset=0.0):
     return [{'epoch': e, 'train_loss': 1.0 / e + offset, 'train_acc': 0.5 + 0.04 * e,
-             'test_acc': 0.45 + 0.04 * e, 'seconds': 0.1} for e in range(1, num_epochs + 1)]
+             'test_loss': 1.1 / e + offset, 'test_acc': 0.45 + 0.04 * e, 'seconds': 0.1}
+            for e in range(1, num_epochs + 1)]
 
 
 @pytest.fixture
@@ -33,25 +34,34 @@ def annotation_texts(fig):
 def test_curves_of_one_run_keep_the_cli_trace_names():
     fig = plots.curves_figure(history(4), title='a run')
     assert isinstance(fig, go.Figure) and fig.layout.title.text == 'a run'
-    assert [t.name for t in fig.data] == ['train loss', 'train acc', 'test acc']
+    assert [t.name for t in fig.data] == ['train loss', 'test loss', 'train acc', 'test acc']
     assert all(isinstance(t, go.Scatter) and list(t.x) == [1, 2, 3, 4] for t in fig.data)
     assert list(fig.data[0].y) == [e['train_loss'] for e in history(4)]
-    assert list(fig.data[2].y) == [e['test_acc'] for e in history(4)]
-    # loss on the left panel, accuracies on the right
-    assert [t.xaxis for t in fig.data] == ['x', 'x2', 'x2']
+    assert list(fig.data[1].y) == [e['test_loss'] for e in history(4)]
+    assert list(fig.data[3].y) == [e['test_acc'] for e in history(4)]
+    # losses on the left panel, accuracies on the right
+    assert [t.xaxis for t in fig.data] == ['x', 'x', 'x2', 'x2']
 
 
-def test_curves_overlay_runs_one_colour_per_run_one_dash_per_quantity():
+def test_curves_without_test_loss_still_draw_older_histories():
+    old = [{k: v for k, v in e.items() if k != 'test_loss'} for e in history(2)]
+    assert [t.name for t in plots.curves_figure(old).data] == ['train loss', 'train acc',
+                                                                'test acc']
+
+
+def test_curves_overlay_runs_one_colour_per_run_one_dash_per_split():
     runs = {'scratch': history(3), 'concise': history(3, offset=0.1)}
     fig = plots.curves_figure(runs, title='both')
-    assert len(fig.data) == 6
-    assert [t.name for t in fig.data[:3]] == ['scratch train loss', 'scratch train acc',
-                                              'scratch test acc']
-    scratch_traces, concise_traces = fig.data[:3], fig.data[3:]
+    assert len(fig.data) == 8
+    assert [t.name for t in fig.data[:4]] == ['scratch train loss', 'scratch test loss',
+                                              'scratch train acc', 'scratch test acc']
+    scratch_traces, concise_traces = fig.data[:4], fig.data[4:]
     assert len({t.line.color for t in scratch_traces}) == 1
     assert scratch_traces[0].line.color != concise_traces[0].line.color
     assert [t.line.dash for t in scratch_traces] == [t.line.dash for t in concise_traces]
-    assert len({t.line.dash for t in scratch_traces}) == 3
+    # train and test differ in dash; a split's loss and accuracy share theirs
+    dashes = [t.line.dash for t in scratch_traces]
+    assert dashes[0] == dashes[2] != dashes[1] == dashes[3]
     assert list(concise_traces[0].y) == pytest.approx([e['train_loss'] + 0.1
                                                        for e in history(3)])
 

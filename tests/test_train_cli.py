@@ -32,6 +32,12 @@ def run_cli(*args, cwd=None):
     (['--ctx', 'tpu'], '--ctx'),
     (['--ctx', 'cpu:x'], '--ctx'),
     (['--num-workers', '-2'], '--num-workers'),
+    (['--loader-workers', 'x'], '--loader-workers'),
+    (['--seed', '4294967296'], '--seed'),
+    (['--seed', '-1'], '--seed'),
+    (['--lr', '1e39'], '--lr'),
+    (['--wd', '1e39'], '--wd'),
+    (['--momentum', '1'], '--momentum'),
 ])
 def test_bad_flags_exit_2_with_one_error_line(capsys, tmp_path, argv, needle):
     out = tmp_path / 'run'
@@ -92,13 +98,15 @@ def test_short_run_writes_metrics_curves_and_parameters(tmp_path, real_data_dir,
     assert metrics['hyperparameters']['batch_size'] == 256
     assert [e['epoch'] for e in metrics['epochs']] == [1, 2]
     for entry in metrics['epochs']:
-        assert set(entry) == {'epoch', 'train_loss', 'train_acc', 'test_acc', 'seconds'}
+        assert set(entry) == {'epoch', 'train_loss', 'train_acc', 'test_loss', 'test_acc',
+                              'seconds'}
         assert 0 < entry['train_loss'] < 2.31 and 0.5 < entry['test_acc'] <= 1
+        assert 0 < entry['test_loss'] < 2.31
 
     html = (out / 'curves.html').read_text()
     # self-contained: plotly.js is inlined, no script is fetched from the network
     assert 'plotly.js' in html and not re.search(r'<script[^>]*\ssrc=', html)
-    for name in ('train loss', 'train acc', 'test acc'):
+    for name in ('train loss', 'test loss', 'train acc', 'test acc'):
         assert f'"name":"{name}"' in html
 
     report = (out / 'report.html').read_text()

@@ -7,14 +7,16 @@ import pytest
 from d2l import mxnet as d2l
 from mxnet import np
 
-from gluon_softmax import concise, scratch, training
+from gluon_softmax import models, training
 from gluon_softmax.data import ArrayLoader
+from gluon_softmax.settings import Recipe
 
-NUM_INPUTS = 20
+SIDE = 4  # tiny "images": 4 x 4 = 16 features
+NUM_INPUTS = SIDE * SIDE
 
 
 def separable(n, seed):
-    """``X`` (n, 20) Gaussian and ``y`` = argmax of a fixed linear map: linearly separable."""
+    """``X`` (n, 16) Gaussian and ``y`` = argmax of a fixed linear map: linearly separable."""
     M = onp.random.RandomState(123).randn(NUM_INPUTS, 10)
     X = onp.random.RandomState(seed).randn(n, NUM_INPUTS).astype(onp.float32)
     return X, (X @ M).argmax(axis=1)
@@ -27,19 +29,15 @@ def np_softmax(o):
 
 def make_model(impl, lr):
     """(net, loss, updater) of one implementation, for NUM_INPUTS features."""
-    if impl == 'scratch':
-        net = scratch.SoftmaxRegressionScratch(num_inputs=NUM_INPUTS)
-        return net, scratch.softmax_cross_entropy, scratch.SGD(net.parameters(), lr)
-    net = concise.build_net(num_inputs=NUM_INPUTS)
-    return net, concise.build_loss(), concise.build_trainer(net, lr)
+    model = models.build_model(Recipe(impl=impl, lr=lr, resize=SIDE), [mx.cpu()], 1)
+    return model.net, model.loss, model.updater
 
 
 def weights_of(net):
     """(W (inputs, outputs), b) as float64 NumPy arrays, for either implementation."""
-    if isinstance(net, scratch.SoftmaxRegressionScratch):
-        return net.W.asnumpy().astype(onp.float64), net.b.asnumpy().astype(onp.float64)
-    return (net[0].weight.data().asnumpy().T.astype(onp.float64),
-            net[0].bias.data().asnumpy().astype(onp.float64))
+    model = models.as_model(net)
+    return (model.weight_matrix().astype(onp.float64),
+            model.parameters()[1].asnumpy().astype(onp.float64))
 
 
 def mean_loss(net, X, y):
@@ -127,7 +125,8 @@ def test_train_reduces_the_loss_and_reports_every_epoch(impl):
     assert [entry['epoch'] for entry in history] == [1, 2, 3, 4, 5, 6]
     assert seen == history  # the callback got each epoch's entry, once, in order
     for entry in history:
-        assert set(entry) == {'epoch', 'train_loss', 'train_acc', 'test_acc', 'seconds'}
+        assert set(entry) == {'epoch', 'train_loss', 'train_acc', 'test_loss', 'test_acc',
+                              'seconds'}
         assert 0 <= entry['train_acc'] <= 1 and 0 <= entry['test_acc'] <= 1
         assert entry['seconds'] > 0 and math.isfinite(entry['train_loss'])
     assert history[-1]['train_loss'] < history[0]['train_loss']
@@ -137,6 +136,7 @@ def test_train_reduces_the_loss_and_reports_every_epoch(impl):
     W, b = weights_of(net)
     expected_acc = ((X_test @ W + b).argmax(axis=1) == y_test).mean()
     assert history[-1]['test_acc'] == pytest.approx(expected_acc, abs=1e-12)
+    assert history[-1]['test_loss'] == pytest.approx(mean_loss(net, X_test, y_test), rel=1e-4)
     assert history[-1]['test_acc'] > 0.7 and history[-1]['train_acc'] > history[0]['train_acc']
 
 
@@ -152,15 +152,34 @@ def test_train_continues_a_history():
     assert both[:2] == first and [e['epoch'] for e in calls] == [3]
 
 
-def test_wrap_batches_sees_every_epoch():
+def test_epoch_fn_replaces_the_epoch_and_sees_the_loop_s_arguments():
     X, y = separable(40, seed=6)
     loader = ArrayLoader(X, y, 10)
     net, loss, updater = make_model('concise', 0.1)
-    wrapped = []
+    calls = []
 
-    def wrap(batches):
-        wrapped.append(batches)
-        return batches
+    def epoch_fn(*args):
+        calls.append(args)
+        return training.train_epoch(*args)
 
-    training.train(net, loader, loader, loss, updater, 2, mx.cpu(), wrap_batches=wrap)
-    assert wrapped == [loader, loader]
+    history = training.train(net, loader, loader, loss, updater, 2, mx.cpu(), epoch_fn=epoch_fn)
+    assert calls == [(net, loader, loss, updater, mx.cpu())] * 2
+    assert [e['epoch'] for e in history] == [1, 2]
+
+
+def test_evaluate_gives_the_mean_loss_and_accuracy_of_one_pass():
+    X, y = separable(50, seed=7)
+    net, loss, _ = make_model('scratch', 0.1)
+    test_loss, test_acc = training.evaluate(net, ArrayLoader(X, y, 16), loss)
+    W, b = weights_of(net)
+    assert test_loss == pytest.approx(mean_loss(net, X, y), rel=1e-5)
+    assert test_acc == pytest.approx(((X @ W + b).argmax(axis=1) == y).mean(), abs=1e-12)
+    assert test_acc == training.evaluate_accuracy(net, ArrayLoader(X, y, 16))
+
+
+def test_validation_loss_and_accuracy_are_recorded_when_asked():
+    X, y = separable(40, seed=8)
+    loader = ArrayLoader(X, y, 10)
+    net, loss, updater = make_model('scratch', 0.1)
+    entry, = training.train(net, loader, loader, loss, updater, 1, val_iter=loader)
+    assert (entry['val_loss'], entry['val_acc']) == (entry['test_loss'], entry['test_acc'])
