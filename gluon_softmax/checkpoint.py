@@ -3,6 +3,7 @@
 One file, so a checkpoint is always whole: it is written under a temporary name
 in the run directory, flushed, then renamed over the previous one.
 """
+import io
 import json
 import os
 import random
@@ -18,8 +19,23 @@ class CheckpointError(Exception):
     """A checkpoint is missing, is not a checkpoint, or does not fit the model."""
 
 
+class WriteError(Exception):
+    """A file of the run could not be written (full disk, no permission); the old one is kept."""
+
+
 def atomic_write(path, write):
-    """Call ``write(tmp_path)``, then rename onto ``path``: readers see old or new, never half."""
+    """Call ``write(tmp_path)``, then rename onto ``path``: readers see old or new, never half.
+
+    Any OSError (a full disk, a read-only directory) becomes :class:`WriteError`
+    naming ``path``; the previous ``path`` is untouched and the temporary file removed.
+    """
+    try:
+        _atomic_write(path, write)
+    except OSError as e:
+        raise WriteError(f'cannot write {path}: {e.strerror or e}') from None
+
+
+def _atomic_write(path, write):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
     os.close(fd)
@@ -54,8 +70,14 @@ def _bytes_of(save, directory):
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.checkpoint-part-', suffix='.tmp')
     os.close(fd)
     try:
-        if save(tmp) is False:
-            return None
+        try:
+            if save(tmp) is False:
+                return None
+        except (OSError, ValueError):
+            raise
+        except Exception as e:  # noqa: BLE001 - MXNet's savers raise MXNetError for a full disk
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise WriteError(f'cannot write {directory}: {first}') from None
         with open(tmp, 'rb') as f:
             return f.read()
     finally:
@@ -78,6 +100,13 @@ def save_checkpoint(path, model, history):
 
     ``model`` follows the :class:`gluon_softmax.models.Model` protocol.
     """
+    try:
+        _save_checkpoint(path, model, history)
+    except OSError as e:
+        raise WriteError(f'cannot write {path}: {e.strerror or e}') from None
+
+
+def _save_checkpoint(path, model, history):
     directory = os.path.dirname(os.path.abspath(path))
     np_state = onp.random.get_state()
     meta = {
@@ -96,9 +125,14 @@ def save_checkpoint(path, model, history):
     if states is not None:  # the scratch SGD has no state
         arrays['trainer'] = onp.frombuffer(states, dtype=onp.uint8)
 
+    # packed in memory first: savez streaming into a file on a full disk leaves a ZipFile
+    # whose destructor fails again, with a traceback, long after the error was handled
+    packed = io.BytesIO()
+    onp.savez(packed, **arrays)
+
     def write(tmp):
         with open(tmp, 'wb') as f:
-            onp.savez(f, **arrays)
+            f.write(packed.getvalue())
     atomic_write(path, write)
 
 

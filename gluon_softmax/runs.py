@@ -3,9 +3,17 @@
 None of this is in the chapter's loop: it plugs into ``training.train`` as its
 ``epoch_fn`` (:class:`EpochRunner`) and ``callback``.
 """
+import datetime
+import errno
+import fcntl
+import json
 import math
+import os
 import signal
 import sys
+import tempfile
+
+from gluon_softmax.checkpoint import CHECKPOINT
 
 DEFAULT_MAX_LOSS = 100.0  # mean loss per example; training starts near ln 10 = 2.3
 CHECK_EVERY = 20  # batches between divergence checks (each check waits for the device)
@@ -81,15 +89,32 @@ class Interrupted(Exception):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self):
+        # pickled by number: Exception's default would call Interrupted('SIGTERM')
+        return Interrupted, (self.signum,)
+
 
 class StopOnSignal:
-    """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written."""
+    """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written.
+
+    Only in the process that installed it: DataLoader worker processes are
+    forked with the handler, and there a signal must do what it does by
+    default (SIGTERM ends the worker, which is how its pool stops it), while
+    Ctrl-C, sent to the whole process group, is left to the main process.
+    """
 
     def __init__(self):
         self.received = None
         self.holding = False
+        self.owner = os.getpid()
 
     def handler(self, signum, frame):
+        if os.getpid() != self.owner:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if signum == signal.SIGTERM:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
         self.received = signum
         if not self.holding:
             raise Interrupted(signum)
@@ -99,14 +124,17 @@ class StopOnSignal:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self.handler)
 
-    def run_whole(self, work):
-        """Run ``work()`` without being cut off, then act on a signal that came meanwhile."""
+    def run_whole(self, work, raise_after=True):
+        """Run ``work()`` without being cut off, then act on a signal that came meanwhile.
+
+        With ``raise_after`` False the signal is left in ``received`` for the caller.
+        """
         self.holding = True
         try:
             work()
         finally:
             self.holding = False
-        if self.received is not None:
+        if self.received is not None and raise_after:
             raise Interrupted(self.received)
 
 
@@ -117,3 +145,130 @@ def progress_bar(stream=sys.stderr):
     from tqdm import tqdm
     return lambda batches, epoch: tqdm(batches, total=len(batches), leave=False, unit='batch',
                                        desc=f'epoch {epoch}', file=stream)
+
+
+class RunDirectoryError(Exception):
+    """A run directory that this run may not use."""
+
+
+METRICS, CURVES, PARAMS, REPORT = 'metrics.json', 'curves.html', 'model.params', 'report.html'
+RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT)
+LOCK = '.lock'
+
+
+def is_temporary(name):
+    """Our temporary files: a hidden name ending in ``.tmp`` (see ``checkpoint.atomic_write``)."""
+    return name.startswith('.') and name.endswith('.tmp')
+
+
+class RunDirectory:
+    """The directory of one run, owned by one process at a time.
+
+    :meth:`claim` takes an exclusive lock (``flock`` on ``.lock``, which holds
+    the owner's pid) for as long as this process lives, checks the directory
+    can be written, removes temporary files a killed run left, and makes sure
+    the directory describes this run only: a new run needs an empty
+    directory, ``--overwrite`` first removes an earlier run's files (and
+    refuses files that are not a run's), ``--resume`` continues the run there.
+    """
+
+    def __init__(self, path, flag='--out'):
+        self.path, self.flag, self.lock_fd = path, flag, None
+
+    def __str__(self):
+        return self.path
+
+    @classmethod
+    def unique(cls, parent, prefix):
+        """A new directory ``parent/prefix-<timestamp>[-N]``, created here so no other run gets it."""
+        os.makedirs(parent, exist_ok=True)
+        base = os.path.join(parent, f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        for n in range(1, 1000):
+            path = base if n == 1 else f'{base}-{n}'
+            try:
+                os.mkdir(path)  # atomic: of two runs in the same second one gets -2
+                return cls(path)
+            except FileExistsError:
+                continue
+        raise RunDirectoryError(f'{base}: 999 runs in one second already')
+
+    def _fail(self, what):
+        raise RunDirectoryError(f'{self.flag} {self.path}: {what}')
+
+    def claim(self, mode='new'):
+        """Own the directory for a ``'new'``, ``'overwrite'`` or ``'resume'`` run."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            self._fail('exists and is not a directory')
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as e:
+            self._fail(f'cannot create directory: {e.strerror}')
+        created_lock = not os.path.exists(os.path.join(self.path, LOCK))
+        self._lock()
+        try:
+            return self._take(mode)
+        except RunDirectoryError:
+            if created_lock:  # a refused directory is left as it was found
+                os.remove(os.path.join(self.path, LOCK))
+            raise
+
+    def _take(self, mode):
+        """Check and prepare the locked directory for ``mode``."""
+        self._check_writable()
+        for name in os.listdir(self.path):
+            if is_temporary(name):
+                os.remove(os.path.join(self.path, name))
+        entries = sorted(name for name in os.listdir(self.path) if name != LOCK)
+        if mode == 'resume' or not entries:
+            return self
+        status = self._run_status()
+        foreign = [name for name in entries if name not in RUN_FILES or status is None]
+        if foreign:
+            # the user's own files, even one named like ours: never ours to replace
+            self._fail(f'holds files that are not a run\'s ({", ".join(foreign[:3])}'
+                       f'{", ..." if len(foreign) > 3 else ""}); choose an empty or new directory')
+        if mode == 'overwrite':
+            for name in entries:
+                os.remove(os.path.join(self.path, name))
+            return self
+        self._fail(f'holds an earlier run (status {status}); continue it with --resume '
+                   f'{self.path}, replace it with --overwrite, or choose a new directory')
+        return self
+
+    def _run_status(self):
+        """The status in the directory's metrics.json, or None when it holds no run of ours."""
+        try:
+            with open(os.path.join(self.path, METRICS), encoding='utf-8') as f:
+                metrics = json.load(f)
+            return metrics['status'] if 'impl' in metrics else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _lock(self):
+        """Take the directory's lock, or say which process holds it."""
+        path = os.path.join(self.path, LOCK)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            self._fail(f'cannot create {LOCK}: {e.strerror}')
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            owner = os.read(fd, 32).decode(errors='replace').strip() or 'unknown'
+            os.close(fd)
+            self._fail(f'in use by another run (pid {owner}); wait for it or choose another '
+                       'directory')
+        os.ftruncate(fd, 0)
+        os.write(fd, f'{os.getpid()}\n'.encode())
+        self.lock_fd = fd  # held, hence locked, until this process ends
+
+    def _check_writable(self):
+        """Write and remove a probe file: a read-only directory fails now, not after an epoch."""
+        try:
+            fd, probe = tempfile.mkstemp(dir=self.path, prefix='.probe-', suffix='.tmp')
+            os.close(fd)
+            os.remove(probe)
+        except OSError as e:
+            self._fail(f'cannot write there: {e.strerror}')

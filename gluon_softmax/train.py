@@ -7,22 +7,20 @@ writes ``metrics.json``, ``curves.html``, ``report.html``, ``model.params`` and
 run management (``runs``, ``checkpoint``, ``report``).
 """
 import dataclasses
-import datetime
 import json
 import os
 import random
 import shlex
 import sys
 
-from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, atomic_write, load_checkpoint,
-                                      save_checkpoint, write_text)
+from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, atomic_write,
+                                      load_checkpoint, save_checkpoint, write_text)
 from gluon_softmax.cli import Parser, non_negative_int, positive_float
-from gluon_softmax.runs import (DEFAULT_MAX_LOSS, Diverged, EpochRunner, Interrupted, LossWatch,
-                                StopOnSignal, progress_bar)
+from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, REPORT, Diverged,
+                                EpochRunner, Interrupted, LossWatch, RunDirectory,
+                                RunDirectoryError, StopOnSignal, progress_bar)
 from gluon_softmax.settings import KVSTORES, Recipe, add_recipe_arguments, flag_name
 
-METRICS, CURVES, PARAMS, REPORT = 'metrics.json', 'curves.html', 'model.params', 'report.html'
-RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT)
 EXIT_DIVERGED = 3
 
 
@@ -50,7 +48,11 @@ def build_parser():
     p.add_argument('--download', action='store_true',
                    help='download the data set when no copy is found (default: off)')
     p.add_argument('--out', metavar='DIR',
-                   help='run directory for the outputs (default: runs/<impl>-<timestamp>)')
+                   help='run directory for the outputs, new or empty (default: a new '
+                        'runs/<impl>-<timestamp>)')
+    p.add_argument('--overwrite', action='store_true',
+                   help="replace the earlier run in --out: its files are removed first "
+                        '(default: off, an earlier run is never touched)')
     p.add_argument('--loader-workers', '--num-workers', dest='loader_workers', default=0,
                    type=non_negative_int, metavar='N',
                    help='DataLoader worker processes, with --loader dataloader (default: 0; '
@@ -60,7 +62,8 @@ def build_parser():
                         f'checked every 20 batches (default: {DEFAULT_MAX_LOSS:g})')
     p.add_argument('--resume', metavar='DIR',
                    help='continue the run in DIR from its last checkpoint, with its settings, '
-                        'up to --epochs')
+                        'up to --epochs (which may grow, except under a cosine schedule); '
+                        '--ctx, --kvstore, --max-loss and --loader-workers may change')
     return p
 
 
@@ -77,9 +80,7 @@ def resolve_settings(args):
         recipe = Recipe(**given)
         if recipe.seed is None:
             recipe.seed = random.SystemRandom().randrange(2 ** 31)
-        out = args.out or os.path.join(
-            'runs', f"{recipe.impl}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-        return recipe, out
+        return recipe, args.out
     if args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
         raise UsageError(f'--out {args.out}: a resumed run writes into its own directory '
                          f'({args.resume})')
@@ -97,7 +98,12 @@ def resolve_settings(args):
         if key != 'epochs' and value != getattr(recipe, key):
             raise UsageError(f'{flag_name(key)} {value}: the resumed run uses '
                              f'{getattr(recipe, key)}; only --epochs can change')
-    recipe.epochs = given.get('epochs', recipe.epochs)
+    epochs = given.get('epochs', recipe.epochs)
+    if recipe.lr_schedule == 'cosine' and epochs != recipe.epochs:
+        # the schedule restored with the trainer decays to 0 over the run's own epochs
+        raise UsageError(f'--epochs {epochs}: this run\'s cosine schedule reaches lr 0 at its '
+                         f'{recipe.epochs} epochs; start a new run for a longer schedule')
+    recipe.epochs = epochs
     return recipe, args.resume
 
 
@@ -117,21 +123,23 @@ def check_settings(recipe):
                          f'{num_train} training examples')
 
 
-def prepare_out(out):
-    """Create the run directory; an existing one must be empty or a previous run's."""
-    if os.path.exists(out):
-        if not os.path.isdir(out):
-            raise UsageError(f'--out {out}: exists and is not a directory')
-        entries = set(os.listdir(out))
-        if entries and not entries & set(RUN_FILES):
-            raise UsageError(f'--out {out}: directory is not empty and is not a run directory')
-    else:
-        try:
-            os.makedirs(out)
-        except OSError as e:
-            raise UsageError(f'--out {out}: cannot create directory: {e.strerror}') from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f'--out {out}: directory is not writable')
+def claim_out(args, recipe, out):
+    """The run directory, owned by this run (see :class:`gluon_softmax.runs.RunDirectory`)."""
+    if args.resume:
+        return RunDirectory(out, '--resume').claim('resume')
+    if out is None:
+        return RunDirectory.unique('runs', recipe.impl).claim('new')
+    return RunDirectory(out).claim('overwrite' if args.overwrite else 'new')
+
+
+def earlier_sessions(out):
+    """The ``sessions`` list of a resumed run's metrics.json (older runs have none)."""
+    try:
+        with open(os.path.join(out, METRICS), encoding='utf-8') as f:
+            sessions = json.load(f).get('sessions', [])
+        return sessions if isinstance(sessions, list) else []
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def load_iters(recipe, args, ctx):
@@ -213,16 +221,24 @@ def run(args, stop):
         recipe.seed = workers.broadcast_int(recipe.seed)
     models.set_seed(recipe.seed)
     train_iter, val_iter, test_iter = load_iters(recipe, args, ctxs[0])
-    if lead and not args.resume:
-        prepare_out(out)
+    if lead:
+        out = claim_out(args, recipe, out).path
     model = models.build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
     checkpoint = os.path.join(out, CHECKPOINT)
     history = load_checkpoint(checkpoint, model) if args.resume else []
+    if recipe.epochs < len(history):
+        raise UsageError(f'--epochs {recipe.epochs}: the run in {out} has already trained '
+                         f'{len(history)} epochs')
     devices = ','.join(str(ctx) for ctx in ctxs)
+    session = {'ctx': devices, 'kvstore': args.kvstore, 'worker_processes': workers.num_workers,
+               'loader_workers': args.loader_workers, 'max_loss': args.max_loss,
+               'after_epoch': len(history)}
     metrics = {'impl': recipe.impl, 'ctx': devices, 'kvstore': args.kvstore,
                'worker_processes': workers.num_workers, 'seed': recipe.seed,
                'hyperparameters': recipe.to_dict(), 'loader_workers': args.loader_workers,
-               'max_loss': args.max_loss, 'data_dir': data.find_data_dir(args.data_dir)}
+               'max_loss': args.max_loss, 'data_dir': data.find_data_dir(args.data_dir),
+               # every session of the run, resumed ones included: where each trained
+               'sessions': (earlier_sessions(out) if args.resume else []) + [session]}
     done = list(history)
     if lead:
         print(header(recipe, devices, workers, out, len(done)), flush=True)
@@ -251,6 +267,12 @@ def run(args, stop):
             print(f'interrupted ({e}) after {plural(len(done), "epoch")}; {saved}',
                   file=sys.stderr)
         return 128 + e.signum
+    except WriteError as e:
+        if lead:
+            kept = (f'the checkpoint of epoch {len(done)} is kept' if done else
+                    'no epoch was saved')
+            print(f'error: {e}; {kept}', file=sys.stderr)
+        return 2
     except Diverged as e:
         if lead:
             write_metrics(out, metrics, done, 'diverged')
@@ -267,7 +289,15 @@ def run(args, stop):
         metrics['parameter_sha256_by_worker'] = workers.digests(model.parameters())
     if not lead:
         return 0
-    return write_results(out, model, test_iter, metrics, done)
+    statuses = []
+    # a signal now waits until every result is written: the run is complete, never half
+    stop.run_whole(lambda: statuses.append(write_results(out, model, test_iter, metrics, done)),
+                   raise_after=False)
+    if stop.received is not None:
+        print(f'{signal_name(stop.received)} arrived while the results were written; they were '
+              'written in full', file=sys.stderr)
+        return 128 + stop.received
+    return statuses[0]
 
 
 def write_results(out, model, test_iter, metrics, done):
@@ -289,12 +319,19 @@ def write_results(out, model, test_iter, metrics, done):
     return 0
 
 
+def signal_name(signum):
+    """``SIGINT`` for 2."""
+    import signal
+    return signal.Signals(signum).name
+
+
 def domain_errors():
     """The exception types that mean bad input: each becomes one ``error:`` line, exit 2."""
     from gluon_softmax.context import ContextError
     from gluon_softmax.data import DataError
     from gluon_softmax.parallel import ParallelError
-    return (DataError, ContextError, UsageError, CheckpointError, ParallelError)
+    return (DataError, ContextError, UsageError, CheckpointError, ParallelError,
+            RunDirectoryError, WriteError)
 
 
 def main(argv=None, as_program=False):

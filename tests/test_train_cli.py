@@ -71,7 +71,7 @@ def test_out_that_is_a_file_is_rejected(capsys, tmp_path, real_data_dir):
 def test_out_that_is_another_directory_is_rejected(capsys, tmp_path, real_data_dir):
     (tmp_path / 'notes.txt').write_text('keep me')
     assert_usage_error(capsys, ['--out', str(tmp_path), '--epochs', '1'], str(tmp_path),
-                       'not a run directory')
+                       "not a run's", 'notes.txt')
     assert sorted(os.listdir(tmp_path)) == ['notes.txt']
 
 
