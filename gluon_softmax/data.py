@@ -8,13 +8,9 @@ Two ways to feed a model live here:
 * the fast way: each split decoded once into one float32 array and sliced per
   batch (:func:`load_arrays_iters`, built on :class:`ArrayLoader`).
 """
-import gzip
-import hashlib
 import os
-import struct
 import tempfile
 import urllib.request
-import zlib
 
 import mxnet as mx
 import numpy as onp
@@ -22,35 +18,16 @@ from mxnet import gluon
 from mxnet import np as mnp
 from mxnet.gluon.data import vision
 
-# name -> (IDX magic number, SHA-256 of the *decompressed* file). Debian's .gz
-# bytes differ from upstream's, so only the decompressed content can be pinned.
-IDX_FILES = {
-    'train-images-idx3-ubyte':
-        (2051, 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888'),
-    'train-labels-idx1-ubyte':
-        (2049, 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9'),
-    't10k-images-idx3-ubyte':
-        (2051, '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b'),
-    't10k-labels-idx1-ubyte':
-        (2049, '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'),
-}
-# split -> (images file, labels file, number of examples)
-SPLITS = {
-    True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 60000),
-    False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 10000),
-}
-IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
-IMAGE_SIDE = 28
-NUM_CLASSES = 10
+# the reading lives in the NumPy-only idx module; these names stay importable from here
+from gluon_softmax.idx import (IDX_FILES, IMAGE_SIDE, IMAGES_MAGIC, LABELS_MAGIC,  # noqa: F401
+                               NUM_CLASSES, SPLITS, DataError, idx_path, parse_idx, read_idx,
+                               read_split)
+
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 UPSTREAM_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 ENV_DIR = 'FASHION_MNIST_DIR'
-
-
-class DataError(Exception):
-    """The Fashion-MNIST files are missing, unreadable or not what they claim to be."""
 
 
 def mxnet_cache_dir():
@@ -70,15 +47,6 @@ def candidate_dirs(root=None):
     if os.environ.get(ENV_DIR):
         return [(os.path.expanduser(os.environ[ENV_DIR]), True)]
     return [(mxnet_cache_dir(), False), (DEBIAN_DIR, False)]
-
-
-def idx_path(directory, name):
-    """The path of ``name`` in ``directory``, as ``name.gz`` or plain ``name``, or None."""
-    for candidate in (name + '.gz', name):
-        path = os.path.join(directory, candidate)
-        if os.path.isfile(path):
-            return path
-    return None
 
 
 def missing_files(directory):
@@ -122,80 +90,6 @@ def find_data_dir(root=None, download=False):
         return target
     searched = ', '.join(d for d, _ in candidates)
     raise DataError(f'Fashion-MNIST not found (searched {searched}); {how_to_get_data()}')
-
-
-def read_bytes(path):
-    """The decompressed content of ``path`` (gzip if it ends in ``.gz``)."""
-    try:
-        if path.endswith('.gz'):
-            with gzip.open(path, 'rb') as f:
-                return f.read()
-        with open(path, 'rb') as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        # gzip raises BadGzipFile (an OSError) or EOFError for a truncated stream
-        raise DataError(f'{path}: cannot read: {e}') from None
-
-
-def parse_idx(content, path, magic):
-    """Parse IDX bytes into a uint8 array, checking magic number, shape and size.
-
-    Images come back as (n, 28, 28) and labels as (n,).
-    """
-    ndim = 3 if magic == IMAGES_MAGIC else 1
-    header = 4 + 4 * ndim
-    if len(content) < header:
-        raise DataError(f'{path}: file too short for an IDX header ({len(content)} bytes)')
-    found = struct.unpack('>I', content[:4])[0]
-    if found != magic:
-        raise DataError(f'{path}: IDX magic number is {found}, expected {magic}')
-    dims = struct.unpack('>' + 'I' * ndim, content[4:header])
-    if ndim == 3 and dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f'{path}: images are {dims[1]}x{dims[2]}, expected '
-                        f'{IMAGE_SIDE}x{IMAGE_SIDE}')
-    expected = int(onp.prod(dims, dtype=onp.int64))
-    if len(content) - header != expected:
-        raise DataError(f'{path}: header says {dims[0]} items ({expected} bytes of data), '
-                        f'file has {len(content) - header} bytes of data')
-    array = onp.frombuffer(content, dtype=onp.uint8, offset=header).reshape(dims)
-    if ndim == 1 and array.size and array.max() >= NUM_CLASSES:
-        raise DataError(f'{path}: label {int(array.max())} outside 0..{NUM_CLASSES - 1}')
-    return array
-
-
-def read_idx(path, magic, sha256=None):
-    """Read and check one IDX file (``.gz`` or plain); ``sha256`` pins its content."""
-    content = read_bytes(path)
-    if sha256 is not None:
-        digest = hashlib.sha256(content).hexdigest()
-        if digest != sha256:
-            raise DataError(f'{path}: SHA-256 of the content is {digest}, expected {sha256} '
-                            '(corrupt or not Fashion-MNIST)')
-    return parse_idx(content, path, magic)
-
-
-def read_split(directory, train=True, verify=True):
-    """Read one split from ``directory`` as ``(images (n, 28, 28) uint8, labels (n,) int32)``.
-
-    ``verify=True`` also checks the example count and the SHA-256 of both files
-    against the published Fashion-MNIST; ``verify=False`` checks structure only
-    (for small files written by tests).
-    """
-    images_name, labels_name, count = SPLITS[bool(train)]
-    paths = []
-    for name in (images_name, labels_name):
-        path = idx_path(directory, name)
-        if path is None:
-            raise DataError(f'{os.path.join(directory, name)}(.gz): no such file')
-        paths.append(path)
-    images = read_idx(paths[0], IMAGES_MAGIC, IDX_FILES[images_name][1] if verify else None)
-    labels = read_idx(paths[1], LABELS_MAGIC, IDX_FILES[labels_name][1] if verify else None)
-    if len(images) != len(labels):
-        raise DataError(f'{paths[1]}: {len(labels)} labels for {len(images)} images '
-                        f'in {paths[0]}')
-    if verify and len(images) != count:
-        raise DataError(f'{paths[0]}: {len(images)} images, expected {count}')
-    return images, labels.astype(onp.int32)
 
 
 def download_fashion_mnist(directory, base_url=UPSTREAM_URL):
