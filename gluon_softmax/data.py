@@ -9,6 +9,8 @@ Two ways to feed a model live here:
   batch (:func:`load_arrays_iters`, built on :class:`ArrayLoader`).
 """
 import os
+import resource
+import sys
 import tempfile
 import urllib.request
 
@@ -167,13 +169,67 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None
         trans.insert(0, vision.transforms.Resize(resize))
     trans = vision.transforms.Compose(trans)
     directory = find_data_dir(root, download)
+    workers = num_workers or 0
+    if resize:
+        # The DataLoader resizes sample by sample, so only batches exist at the new size:
+        # a batch's float32 samples plus their stacked copy, in the main process and in
+        # each worker, plus the 2 batches per worker Gluon prefetches by default.
+        check_memory(batch_size * resize * resize * 4 * 2 * (1 + 2 * workers),
+                     f'--resize {resize}: batches of {batch_size} images of {resize}x{resize} '
+                     f'with {workers} workers')
     mnist_train = FashionMNIST(directory, train=True, verify=verify)
     mnist_test = FashionMNIST(directory, train=False, verify=verify)
-    workers = num_workers or 0
     return (gluon.data.DataLoader(mnist_train.transform_first(trans), batch_size,
                                   shuffle=True, num_workers=workers),
             gluon.data.DataLoader(mnist_test.transform_first(trans), batch_size,
                                   shuffle=False, num_workers=workers))
+
+
+def available_memory():
+    """Bytes this process may still allocate (MemAvailable, within RLIMIT_AS), or None if unknown."""
+    room = []
+    try:
+        with open('/proc/meminfo', encoding='ascii') as f:
+            room += [int(line.split()[1]) * 1024 for line in f
+                     if line.startswith('MemAvailable:')]
+    except (OSError, ValueError, IndexError):
+        pass
+    if not room:
+        try:  # free pages only (no reclaimable cache): the cautious side of MemAvailable
+            room.append(os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))
+        except (ValueError, OSError, AttributeError):
+            pass
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        # the limit counts the address space already mapped (MXNet maps a lot)
+        room.append(max(0, limit - mapped_bytes()))
+    return min(room) if room else None
+
+
+def mapped_bytes():
+    """This process's mapped address space (VmSize), or 0 where /proc does not say."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('VmSize:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def size_text(num_bytes):
+    """A byte count for people: MiB below a GiB, GiB above."""
+    return (f'{num_bytes / 2**30:,.1f} GiB' if num_bytes >= 2**30
+            else f'{num_bytes / 2**20:,.1f} MiB')
+
+
+def check_memory(needed, what):
+    """Raise DataError before ``what`` allocates ``needed`` bytes that are not available."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise DataError(f'{what} need about {size_text(needed)} of memory, '
+                        f'{size_text(available)} available')
 
 
 def to_float_images(images, resize=None):
@@ -181,7 +237,14 @@ def to_float_images(images, resize=None):
 
     The same values ``ToTensor`` (and ``Resize`` before it) give per sample.
     """
-    if resize and resize != images.shape[-1]:
+    n, side = len(images), resize or images.shape[-1]
+    resizing = bool(resize) and resize != images.shape[-1]
+    # peak bytes per output pixel: the resized uint8 NDArray and its NumPy copy (1 + 1),
+    # then the float32 of astype and that of the division (4 + 4)
+    check_memory(n * side * side * (10 if resizing else 8),
+                 f'--resize {side}: {n} images of {side}x{side}' if resizing
+                 else f'{n} images as float32')
+    if resizing:
         # one batched bilinear resize, the same kernel Gluon's Resize transform uses
         resized = mx.nd.image.resize(mx.nd.array(images[..., None], dtype=onp.uint8),
                                      size=(resize, resize))
@@ -261,10 +324,17 @@ def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, rng=None,
 
 def main(argv=None):
     """``python -m gluon_softmax.data [DIR]``: verify the data set and say where it is."""
-    import sys
-    argv = sys.argv[1:] if argv is None else argv
+    from gluon_softmax.cli import Parser  # only the command line needs it
+    parser = Parser(prog='python -m gluon_softmax.data',
+                    description='Check that Fashion-MNIST is complete and intact (the count '
+                                'and SHA-256 of each of the four IDX files) and say where it is.')
+    parser.add_argument('dir', nargs='?', metavar='DIR',
+                        help='directory holding the four IDX files, .gz or not (default: '
+                             f'${ENV_DIR}, then MXNet\'s cache {mxnet_cache_dir()}, then '
+                             f'{DEBIAN_DIR})')
+    args = parser.parse_args(argv)
     try:
-        directory = find_data_dir(argv[0] if argv else None)
+        directory = find_data_dir(args.dir)
         for train in (True, False):
             read_split(directory, train)
     except DataError as e:
