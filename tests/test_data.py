@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import math
 import os
+import re
 
 import numpy as onp
 import pytest
@@ -503,6 +504,94 @@ def test_real_files_download_and_verify_from_a_mirror(real_data_dir, tmp_path):
     data.download_fashion_mnist(str(target), base_url=base_url)
     assert sorted(os.listdir(target)) == sorted(name + '.gz' for name in IDX_NAMES)
     assert len(read_split(str(target), False)[0]) == 10000
+
+
+# --- the troubleshooting table shows what the reader says ---------------------------------
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+
+
+def troubleshooting_messages():
+    """The messages (backquoted, abridged) in the first column of the README's table."""
+    with open(README, encoding='utf-8') as f:
+        section = f.read().split('## Troubleshooting', 1)[1].split('\n## ', 1)[0]
+    return [message for line in section.splitlines() if line.startswith('| `')
+            for message in re.findall(r'`([^`]*)`', line.split(' | ')[0])]
+
+
+def as_pattern(message, path):
+    """An abridged table message as a regular expression for a message about ``path``."""
+    parts = re.split(r'(FILE|SIDE|\.\.\.|\bN\b|\bM\b)', message)
+    wildcards = {'FILE': re.escape(str(path)), '...': '.*', 'SIDE': r'\d+', 'N': r'\d+',
+                 'M': r'\d+'}
+    return ''.join(wildcards.get(part, re.escape(part)) for part in parts)
+
+
+def table_row_for(error, path, starts):
+    """Assert that ``error`` matches the table's message starting with ``starts``."""
+    shown = [m for m in troubleshooting_messages() if m.startswith(starts)]
+    assert len(shown) == 1, f'the table has no (or several) messages starting {starts!r}'
+    assert re.fullmatch(as_pattern(shown[0], path), error), (error, shown[0])
+
+
+def swapped_files(d):
+    images, labels = _path(d, 'train-images-idx3-ubyte.gz'), _path(d, 'train-labels-idx1-ubyte.gz')
+    os.rename(images, images + '.tmp')
+    os.rename(labels, images)
+    os.rename(images + '.tmp', labels)
+    return images
+
+
+def not_idx(d):
+    path = _path(d, 'train-images-idx3-ubyte.gz')
+    with gzip.open(path, 'wb') as f:
+        f.write(b'<html>404 Not Found</html>\n')
+    return path
+
+
+def gzip_cut_in_its_header(d):
+    path = _path(d, 'train-images-idx3-ubyte.gz')
+    raw = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(raw[:12])  # the stream ends before the IDX header is complete
+    return path
+
+
+def too_much_data(d):
+    path = _path(d, 'train-images-idx3-ubyte.gz')
+    write_idx(path, tiny_arrays(True)[0], IMAGES_MAGIC, dims=(60000, 28, 28))
+    with gzip.open(path, 'ab') as f:  # a second gzip member: more data than the header says
+        f.write(bytes(60000 * 784))
+    return path
+
+
+@pytest.mark.parametrize('corrupt, starts', [
+    (empty_gz_file, 'FILE: empty'),
+    (empty_plain_file, 'FILE: empty'),
+    (swapped_files, 'FILE: IDX magic number'),
+    (wrong_magic, 'FILE: IDX magic number'),
+    (not_idx, 'FILE: IDX magic number'),
+    (not_gzip_but_named_gz, 'FILE: cannot read'),
+    (gzip_cut_in_its_header, 'FILE: cannot read'),
+    (wrong_image_size, 'FILE: images are'),
+    (header_count_too_large, 'FILE: header says N images, expected'),
+    (too_much_data, 'FILE: header says N items'),
+], ids=lambda x: getattr(x, '__name__', None))
+def test_the_cli_prints_what_the_troubleshooting_table_shows(tiny_idx_dir, capsys, corrupt,
+                                                             starts):
+    path = corrupt(str(tiny_idx_dir))
+    assert data.main([str(tiny_idx_dir)]) == 2  # verify=True, as the CLIs read
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    table_row_for(lines[0][len('error: '):], path, starts)
+
+
+def test_the_resize_message_is_in_the_troubleshooting_table(tiny_idx_dir, monkeypatch):
+    monkeypatch.setattr(data, 'available_memory', lambda: 1 << 19)
+    with pytest.raises(DataError) as info:
+        data.load_arrays(tiny_idx_dir, resize=100, verify=False)
+    table_row_for(str(info.value), tiny_idx_dir, '--resize SIDE')
 
 
 # --- python -m gluon_softmax.data ---------------------------------------------------------
