@@ -186,7 +186,7 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None
 
 
 def available_memory():
-    """Bytes this process may still allocate (MemAvailable, within RLIMIT_AS), or None if unknown."""
+    """Bytes this process may still allocate (MemAvailable within RLIMIT_AS), None if unknown."""
     room = []
     try:
         with open('/proc/meminfo', encoding='ascii') as f:

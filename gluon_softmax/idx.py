@@ -3,7 +3,6 @@
 Standard library and NumPy only, so the benchmark's NumPy and PyTorch rows can
 read the data without loading MXNet.
 """
-import gzip
 import hashlib
 import io
 import os
@@ -56,6 +55,60 @@ def idx_path(directory, name):
     return None
 
 
+class Gunzip(io.RawIOBase):
+    """The content of a gzip file, decompressed no further than each read asks."""
+    # gzip.GzipFile decompresses ahead into an 8 KiB buffer; this reader lets a bomb
+    # yield exactly the bytes asked for. Members may be concatenated and zero-padded,
+    # as gzip allows; zlib checks each member's header, CRC and length.
+
+    def __init__(self, path):
+        super().__init__()
+        self.file = open(path, 'rb')
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16: gzip wrapper
+        self.pending = b''  # compressed bytes read from the file, not yet given to zlib
+        self.started = False  # some compressed byte was seen: an empty file is empty content
+
+    def readable(self):
+        return True
+
+    def fileno(self):
+        return self.file.fileno()
+
+    def close(self):
+        self.file.close()
+        super().close()
+
+    def compressed(self):
+        """The next compressed bytes (empty at the end of the file)."""
+        data, self.pending = self.pending or self.file.read(CHUNK), b''
+        self.started = self.started or bool(data)
+        return data
+
+    def readinto(self, buffer):
+        """Decompress at most ``len(buffer)`` bytes into ``buffer``; 0 at the end."""
+        if not len(buffer):
+            return 0  # zlib reads a max_length of 0 as "no limit"
+        while True:
+            if self.inflate.eof:
+                # after a member: zero padding, then the end or another member
+                self.pending = self.inflate.unused_data.lstrip(b'\0')
+                while not self.pending:
+                    data = self.file.read(CHUNK)
+                    if not data:
+                        return 0
+                    self.pending = data.lstrip(b'\0')
+                self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = self.inflate.unconsumed_tail or self.compressed()
+            if not data:
+                if not self.started:
+                    return 0
+                raise EOFError('compressed file ended before the end-of-stream marker was reached')
+            out = self.inflate.decompress(data, len(buffer))
+            if out:
+                buffer[:len(out)] = out
+                return len(out)
+
+
 def read_exactly(f, size):
     """Up to ``size`` bytes from ``f``, fewer only at the end of the file."""
     parts, got = [], 0
@@ -69,11 +122,8 @@ def read_exactly(f, size):
 
 
 def read_stream(f, path, magic, stored_size, compressed, sha256=None, count=None):
-    """Read one IDX file from the open binary stream ``f``; see :func:`read_idx`.
-
-    ``stored_size`` is the size of the file on disk (compressed if ``compressed``),
-    used to reject a header before its data is allocated or read.
-    """
+    """Read one IDX file from stream ``f``, rejecting by the header before reading the data."""
+    # stored_size: the size on disk (of the .gz if compressed), to compare the header with
     ndim = 3 if magic == IMAGES_MAGIC else 1
     kind = 'images' if magic == IMAGES_MAGIC else 'labels'
     header_size = 4 + 4 * ndim
@@ -131,20 +181,17 @@ def read_stream(f, path, magic, stored_size, compressed, sha256=None, count=None
 
 
 def read_idx(path, magic, sha256=None, count=None):
-    """Read and check one IDX file (``.gz`` or plain) into a uint8 array.
-
-    Images come back as (n, 28, 28) and labels as (n,). The header is checked
-    (magic number, shape, ``count`` items if given, size against the file's)
-    before the data is read; ``sha256`` pins the decompressed content.
-    """
+    """One checked IDX file (``.gz`` or plain) as uint8: images (n, 28, 28), labels (n,)."""
+    # the header (magic, shape, count items if given, size against the file's) is checked
+    # before the data is read; sha256 pins the decompressed content
     path = os.fspath(path)
     compressed = path.endswith('.gz')
     try:
-        with (gzip.open(path, 'rb') if compressed else open(path, 'rb')) as f:
+        with (Gunzip(path) if compressed else open(path, 'rb')) as f:
             return read_stream(f, path, magic, os.fstat(f.fileno()).st_size, compressed,
                                sha256, count)
     except (OSError, EOFError, zlib.error) as e:
-        # gzip raises BadGzipFile (an OSError) or EOFError for a truncated stream
+        # zlib.error for a stream that is not gzip or fails its CRC, EOFError for one cut short
         raise DataError(f'{path}: cannot read: {e}') from None
 
 

@@ -616,7 +616,8 @@ def test_data_main_rejects_unknown_options_in_one_line(capsys):
 def test_data_main_names_a_missing_directory(capsys, tmp_path):
     assert data.main([str(tmp_path / 'nowhere')]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f'error: {tmp_path / "nowhere"}: not a directory')
+    assert len(lines) == 1
+    assert lines[0].startswith(f'error: {tmp_path / "nowhere"}: not a directory')
 
 
 @pytest.mark.integration
