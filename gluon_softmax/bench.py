@@ -13,7 +13,6 @@ then prints markdown tables and writes every number to a JSON file.
 import argparse
 import datetime
 import gc
-import gzip
 import importlib.metadata
 import itertools
 import json
@@ -28,6 +27,7 @@ import time
 
 import numpy as onp
 
+from gluon_softmax import idx
 from gluon_softmax.cli import non_negative_int, positive_int
 from gluon_softmax.settings import Recipe
 
@@ -52,10 +52,6 @@ ROWS = {
     'floor': 'whole set as 2 matrix products, NumPy: X @ W, softmax, X^T (P - Y)',
     'floor-mxnet': 'the same with mxnet.np (dot with transpose_a for X^T)',
 }
-# the IDX names inside the data directory; repeated from data.py because importing
-# gluon_softmax.data loads MXNet, which the PyTorch and NumPy rows keep out of their RSS
-IDX_NAMES = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-             False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
 
 
 class BenchError(Exception):
@@ -241,22 +237,11 @@ def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batche
                      peak_rss_workers_mib=peak_rss_mib(resource.RUSAGE_CHILDREN) or None)
 
 
-def read_idx_plain(data_dir, name):
-    """The data bytes of one IDX file (``.gz`` or plain) as uint8, without MXNet or checks."""
-    path = os.path.join(data_dir, name)
-    if os.path.isfile(path + '.gz'):
-        with gzip.open(path + '.gz', 'rb') as f:
-            content = f.read()
-    else:
-        with open(path, 'rb') as f:
-            content = f.read()
-    # byte 3 of the magic number is the number of dimensions, each a 4-byte size
-    return onp.frombuffer(content, dtype=onp.uint8, offset=4 + 4 * content[3])
-
-
 def read_flat(data_dir, train):
     """One split as ``(X float32 (n, 784) in [0, 1], y int64 (n,))``, the values ToTensor gives."""
-    images, labels = (read_idx_plain(data_dir, name) for name in IDX_NAMES[train])
+    # idx reads with NumPy alone, keeping MXNet out of the PyTorch and NumPy rows' RSS;
+    # structure checks only, as the MXNet rows verify the same files
+    images, labels = idx.read_split(data_dir, train, verify=False)
     return (images.reshape(len(labels), NUM_INPUTS).astype(onp.float32) / 255.0,
             labels.astype(onp.int64))
 

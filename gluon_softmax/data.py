@@ -8,13 +8,11 @@ Two ways to feed a model live here:
 * the fast way: each split decoded once into one float32 array and sliced per
   batch (:func:`load_arrays_iters`, built on :class:`ArrayLoader`).
 """
-import gzip
-import hashlib
 import os
-import struct
+import resource
+import sys
 import tempfile
 import urllib.request
-import zlib
 
 import mxnet as mx
 import numpy as onp
@@ -22,35 +20,16 @@ from mxnet import gluon
 from mxnet import np as mnp
 from mxnet.gluon.data import vision
 
-# name -> (IDX magic number, SHA-256 of the *decompressed* file). Debian's .gz
-# bytes differ from upstream's, so only the decompressed content can be pinned.
-IDX_FILES = {
-    'train-images-idx3-ubyte':
-        (2051, 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888'),
-    'train-labels-idx1-ubyte':
-        (2049, 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9'),
-    't10k-images-idx3-ubyte':
-        (2051, '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b'),
-    't10k-labels-idx1-ubyte':
-        (2049, '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34'),
-}
-# split -> (images file, labels file, number of examples)
-SPLITS = {
-    True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 60000),
-    False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 10000),
-}
-IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
-IMAGE_SIDE = 28
-NUM_CLASSES = 10
+# the reading lives in the NumPy-only idx module; these names stay importable from here
+from gluon_softmax.idx import (IDX_FILES, IMAGE_SIDE, IMAGES_MAGIC, LABELS_MAGIC,  # noqa: F401
+                               NUM_CLASSES, SPLITS, DataError, idx_path, parse_idx, read_idx,
+                               read_split)
+
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 UPSTREAM_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 ENV_DIR = 'FASHION_MNIST_DIR'
-
-
-class DataError(Exception):
-    """The Fashion-MNIST files are missing, unreadable or not what they claim to be."""
 
 
 def mxnet_cache_dir():
@@ -70,15 +49,6 @@ def candidate_dirs(root=None):
     if os.environ.get(ENV_DIR):
         return [(os.path.expanduser(os.environ[ENV_DIR]), True)]
     return [(mxnet_cache_dir(), False), (DEBIAN_DIR, False)]
-
-
-def idx_path(directory, name):
-    """The path of ``name`` in ``directory``, as ``name.gz`` or plain ``name``, or None."""
-    for candidate in (name + '.gz', name):
-        path = os.path.join(directory, candidate)
-        if os.path.isfile(path):
-            return path
-    return None
 
 
 def missing_files(directory):
@@ -122,80 +92,6 @@ def find_data_dir(root=None, download=False):
         return target
     searched = ', '.join(d for d, _ in candidates)
     raise DataError(f'Fashion-MNIST not found (searched {searched}); {how_to_get_data()}')
-
-
-def read_bytes(path):
-    """The decompressed content of ``path`` (gzip if it ends in ``.gz``)."""
-    try:
-        if path.endswith('.gz'):
-            with gzip.open(path, 'rb') as f:
-                return f.read()
-        with open(path, 'rb') as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        # gzip raises BadGzipFile (an OSError) or EOFError for a truncated stream
-        raise DataError(f'{path}: cannot read: {e}') from None
-
-
-def parse_idx(content, path, magic):
-    """Parse IDX bytes into a uint8 array, checking magic number, shape and size.
-
-    Images come back as (n, 28, 28) and labels as (n,).
-    """
-    ndim = 3 if magic == IMAGES_MAGIC else 1
-    header = 4 + 4 * ndim
-    if len(content) < header:
-        raise DataError(f'{path}: file too short for an IDX header ({len(content)} bytes)')
-    found = struct.unpack('>I', content[:4])[0]
-    if found != magic:
-        raise DataError(f'{path}: IDX magic number is {found}, expected {magic}')
-    dims = struct.unpack('>' + 'I' * ndim, content[4:header])
-    if ndim == 3 and dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f'{path}: images are {dims[1]}x{dims[2]}, expected '
-                        f'{IMAGE_SIDE}x{IMAGE_SIDE}')
-    expected = int(onp.prod(dims, dtype=onp.int64))
-    if len(content) - header != expected:
-        raise DataError(f'{path}: header says {dims[0]} items ({expected} bytes of data), '
-                        f'file has {len(content) - header} bytes of data')
-    array = onp.frombuffer(content, dtype=onp.uint8, offset=header).reshape(dims)
-    if ndim == 1 and array.size and array.max() >= NUM_CLASSES:
-        raise DataError(f'{path}: label {int(array.max())} outside 0..{NUM_CLASSES - 1}')
-    return array
-
-
-def read_idx(path, magic, sha256=None):
-    """Read and check one IDX file (``.gz`` or plain); ``sha256`` pins its content."""
-    content = read_bytes(path)
-    if sha256 is not None:
-        digest = hashlib.sha256(content).hexdigest()
-        if digest != sha256:
-            raise DataError(f'{path}: SHA-256 of the content is {digest}, expected {sha256} '
-                            '(corrupt or not Fashion-MNIST)')
-    return parse_idx(content, path, magic)
-
-
-def read_split(directory, train=True, verify=True):
-    """Read one split from ``directory`` as ``(images (n, 28, 28) uint8, labels (n,) int32)``.
-
-    ``verify=True`` also checks the example count and the SHA-256 of both files
-    against the published Fashion-MNIST; ``verify=False`` checks structure only
-    (for small files written by tests).
-    """
-    images_name, labels_name, count = SPLITS[bool(train)]
-    paths = []
-    for name in (images_name, labels_name):
-        path = idx_path(directory, name)
-        if path is None:
-            raise DataError(f'{os.path.join(directory, name)}(.gz): no such file')
-        paths.append(path)
-    images = read_idx(paths[0], IMAGES_MAGIC, IDX_FILES[images_name][1] if verify else None)
-    labels = read_idx(paths[1], LABELS_MAGIC, IDX_FILES[labels_name][1] if verify else None)
-    if len(images) != len(labels):
-        raise DataError(f'{paths[1]}: {len(labels)} labels for {len(images)} images '
-                        f'in {paths[0]}')
-    if verify and len(images) != count:
-        raise DataError(f'{paths[0]}: {len(images)} images, expected {count}')
-    return images, labels.astype(onp.int32)
 
 
 def download_fashion_mnist(directory, base_url=UPSTREAM_URL):
@@ -273,13 +169,67 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None
         trans.insert(0, vision.transforms.Resize(resize))
     trans = vision.transforms.Compose(trans)
     directory = find_data_dir(root, download)
+    workers = num_workers or 0
+    if resize:
+        # The DataLoader resizes sample by sample, so only batches exist at the new size:
+        # a batch's float32 samples plus their stacked copy, in the main process and in
+        # each worker, plus the 2 batches per worker Gluon prefetches by default.
+        check_memory(batch_size * resize * resize * 4 * 2 * (1 + 2 * workers),
+                     f'--resize {resize}: batches of {batch_size} images of {resize}x{resize} '
+                     f'with {workers} workers')
     mnist_train = FashionMNIST(directory, train=True, verify=verify)
     mnist_test = FashionMNIST(directory, train=False, verify=verify)
-    workers = num_workers or 0
     return (gluon.data.DataLoader(mnist_train.transform_first(trans), batch_size,
                                   shuffle=True, num_workers=workers),
             gluon.data.DataLoader(mnist_test.transform_first(trans), batch_size,
                                   shuffle=False, num_workers=workers))
+
+
+def available_memory():
+    """Bytes this process may still allocate (MemAvailable within RLIMIT_AS), None if unknown."""
+    room = []
+    try:
+        with open('/proc/meminfo', encoding='ascii') as f:
+            room += [int(line.split()[1]) * 1024 for line in f
+                     if line.startswith('MemAvailable:')]
+    except (OSError, ValueError, IndexError):
+        pass
+    if not room:
+        try:  # free pages only (no reclaimable cache): the cautious side of MemAvailable
+            room.append(os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))
+        except (ValueError, OSError, AttributeError):
+            pass
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        # the limit counts the address space already mapped (MXNet maps a lot)
+        room.append(max(0, limit - mapped_bytes()))
+    return min(room) if room else None
+
+
+def mapped_bytes():
+    """This process's mapped address space (VmSize), or 0 where /proc does not say."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('VmSize:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def size_text(num_bytes):
+    """A byte count for people: MiB below a GiB, GiB above."""
+    return (f'{num_bytes / 2**30:,.1f} GiB' if num_bytes >= 2**30
+            else f'{num_bytes / 2**20:,.1f} MiB')
+
+
+def check_memory(needed, what):
+    """Raise DataError before ``what`` allocates ``needed`` bytes that are not available."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise DataError(f'{what} need about {size_text(needed)} of memory, '
+                        f'{size_text(available)} available')
 
 
 def to_float_images(images, resize=None):
@@ -287,7 +237,14 @@ def to_float_images(images, resize=None):
 
     The same values ``ToTensor`` (and ``Resize`` before it) give per sample.
     """
-    if resize and resize != images.shape[-1]:
+    n, side = len(images), resize or images.shape[-1]
+    resizing = bool(resize) and resize != images.shape[-1]
+    # peak bytes per output pixel: the resized uint8 NDArray and its NumPy copy (1 + 1),
+    # then the float32 of astype and that of the division (4 + 4)
+    check_memory(n * side * side * (10 if resizing else 8),
+                 f'--resize {side}: {n} images of {side}x{side}' if resizing
+                 else f'{n} images as float32')
+    if resizing:
         # one batched bilinear resize, the same kernel Gluon's Resize transform uses
         resized = mx.nd.image.resize(mx.nd.array(images[..., None], dtype=onp.uint8),
                                      size=(resize, resize))
@@ -367,10 +324,17 @@ def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, rng=None,
 
 def main(argv=None):
     """``python -m gluon_softmax.data [DIR]``: verify the data set and say where it is."""
-    import sys
-    argv = sys.argv[1:] if argv is None else argv
+    from gluon_softmax.cli import Parser  # only the command line needs it
+    parser = Parser(prog='python -m gluon_softmax.data',
+                    description='Check that Fashion-MNIST is complete and intact (the count '
+                                'and SHA-256 of each of the four IDX files) and say where it is.')
+    parser.add_argument('dir', nargs='?', metavar='DIR',
+                        help='directory holding the four IDX files, .gz or not (default: '
+                             f'${ENV_DIR}, then MXNet\'s cache {mxnet_cache_dir()}, then '
+                             f'{DEBIAN_DIR})')
+    args = parser.parse_args(argv)
     try:
-        directory = find_data_dir(argv[0] if argv else None)
+        directory = find_data_dir(args.dir)
         for train in (True, False):
             read_split(directory, train)
     except DataError as e:

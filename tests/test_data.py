@@ -1,16 +1,18 @@
 """Fashion-MNIST files: reading, rejecting corrupt files, finding, downloading, serving to Gluon."""
+import functools
 import gzip
 import hashlib
 import math
 import os
+import re
 
 import numpy as onp
 import pytest
 from mxnet import gluon
 from mxnet.gluon.data.vision import transforms
 
-from conftest import (IDX_NAMES, IMAGES_MAGIC, LABELS_MAGIC, TINY_SPLITS, tiny_arrays,
-                      write_idx, write_tiny_dataset)
+from conftest import (IDX_NAMES, IMAGES_MAGIC, LABELS_MAGIC, TINY_SPLITS, assert_usage_error,
+                      tiny_arrays, write_idx, write_tiny_dataset)
 from gluon_softmax import data
 from gluon_softmax.data import DataError, read_idx, read_split
 
@@ -502,3 +504,190 @@ def test_real_files_download_and_verify_from_a_mirror(real_data_dir, tmp_path):
     data.download_fashion_mnist(str(target), base_url=base_url)
     assert sorted(os.listdir(target)) == sorted(name + '.gz' for name in IDX_NAMES)
     assert len(read_split(str(target), False)[0]) == 10000
+
+
+# --- the troubleshooting table shows what the reader says ---------------------------------
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
+
+
+def troubleshooting_messages():
+    """The messages (backquoted, abridged) in the first column of the README's table."""
+    with open(README, encoding='utf-8') as f:
+        section = f.read().split('## Troubleshooting', 1)[1].split('\n## ', 1)[0]
+    return [message for line in section.splitlines() if line.startswith('| `')
+            for message in re.findall(r'`([^`]*)`', line.split(' | ')[0])]
+
+
+def as_pattern(message, path):
+    """An abridged table message as a regular expression for a message about ``path``."""
+    parts = re.split(r'(FILE|SIDE|\.\.\.|\bN\b|\bM\b)', message)
+    wildcards = {'FILE': re.escape(str(path)), '...': '.*', 'SIDE': r'\d+', 'N': r'\d+',
+                 'M': r'\d+'}
+    return ''.join(wildcards.get(part, re.escape(part)) for part in parts)
+
+
+def table_row_for(error, path, starts):
+    """Assert that ``error`` matches the table's message starting with ``starts``."""
+    shown = [m for m in troubleshooting_messages() if m.startswith(starts)]
+    assert len(shown) == 1, f'the table has no (or several) messages starting {starts!r}'
+    assert re.fullmatch(as_pattern(shown[0], path), error), (error, shown[0])
+
+
+def swapped_files(d):
+    images, labels = _path(d, 'train-images-idx3-ubyte.gz'), _path(d, 'train-labels-idx1-ubyte.gz')
+    os.rename(images, images + '.tmp')
+    os.rename(labels, images)
+    os.rename(images + '.tmp', labels)
+    return images
+
+
+def not_idx(d):
+    path = _path(d, 'train-images-idx3-ubyte.gz')
+    with gzip.open(path, 'wb') as f:
+        f.write(b'<html>404 Not Found</html>\n')
+    return path
+
+
+def gzip_cut_in_its_header(d):
+    path = _path(d, 'train-images-idx3-ubyte.gz')
+    raw = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(raw[:12])  # the stream ends before the IDX header is complete
+    return path
+
+
+def too_much_data(d):
+    path = _path(d, 'train-images-idx3-ubyte.gz')
+    write_idx(path, tiny_arrays(True)[0], IMAGES_MAGIC, dims=(60000, 28, 28))
+    with gzip.open(path, 'ab') as f:  # a second gzip member: more data than the header says
+        f.write(bytes(60000 * 784))
+    return path
+
+
+@pytest.mark.parametrize('corrupt, starts', [
+    (empty_gz_file, 'FILE: empty'),
+    (empty_plain_file, 'FILE: empty'),
+    (swapped_files, 'FILE: IDX magic number'),
+    (wrong_magic, 'FILE: IDX magic number'),
+    (not_idx, 'FILE: IDX magic number'),
+    (not_gzip_but_named_gz, 'FILE: cannot read'),
+    (gzip_cut_in_its_header, 'FILE: cannot read'),
+    (wrong_image_size, 'FILE: images are'),
+    (header_count_too_large, 'FILE: header says N images, expected'),
+    (too_much_data, 'FILE: header says N items'),
+], ids=lambda x: getattr(x, '__name__', None))
+def test_the_cli_prints_what_the_troubleshooting_table_shows(tiny_idx_dir, capsys, corrupt,
+                                                             starts):
+    path = corrupt(str(tiny_idx_dir))
+    assert data.main([str(tiny_idx_dir)]) == 2  # verify=True, as the CLIs read
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    table_row_for(lines[0][len('error: '):], path, starts)
+
+
+def test_the_resize_message_is_in_the_troubleshooting_table(tiny_idx_dir, monkeypatch):
+    monkeypatch.setattr(data, 'available_memory', lambda: 1 << 19)
+    with pytest.raises(DataError) as info:
+        data.load_arrays(tiny_idx_dir, resize=100, verify=False)
+    table_row_for(str(info.value), tiny_idx_dir, '--resize SIDE')
+
+
+# --- python -m gluon_softmax.data ---------------------------------------------------------
+
+def test_data_main_has_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        data.main(['--help'])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith('usage: python -m gluon_softmax.data [-h] [DIR]')
+    assert data.ENV_DIR in out and 'SHA-256' in out
+
+
+def test_data_main_rejects_unknown_options_in_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        data.main(['--verbose'])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and '--verbose' in lines[0]
+
+
+def test_data_main_names_a_missing_directory(capsys, tmp_path):
+    assert data.main([str(tmp_path / 'nowhere')]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f'error: {tmp_path / "nowhere"}: not a directory')
+
+
+@pytest.mark.integration
+def test_data_main_verifies_the_real_copy(real_data_dir, capsys):
+    assert data.main([real_data_dir]) == 0
+    assert capsys.readouterr().out == f'Fashion-MNIST verified in {real_data_dir}\n'
+
+
+# --- memory guards for --resize -----------------------------------------------------------
+
+def test_available_memory_is_positive_and_within_the_machine():
+    available = data.available_memory()
+    assert available is None or 0 < available <= os.sysconf('SC_PHYS_PAGES') * \
+        os.sysconf('SC_PAGE_SIZE')
+
+
+def test_available_memory_respects_rlimit_as(monkeypatch):
+    limit = data.mapped_bytes() + (1 << 20)
+    monkeypatch.setattr(data.resource, 'getrlimit', lambda which: (limit, limit))
+    # the address space in use may grow a little between the two reads
+    assert data.available_memory() <= 1 << 20
+
+
+@pytest.mark.parametrize('available', [None, 1 << 30])
+def test_resize_proceeds_with_enough_or_unknown_memory(tiny_idx_dir, monkeypatch, available):
+    monkeypatch.setattr(data, 'available_memory', lambda: available)
+    X, _ = data.load_arrays(tiny_idx_dir, resize=100, verify=False)
+    assert X.shape == (12, 1, 100, 100)
+
+
+def test_resize_beyond_available_memory_raises_before_resizing(tiny_idx_dir, monkeypatch):
+    monkeypatch.setattr(data, 'available_memory', lambda: 1 << 19)
+    monkeypatch.setattr(data.mx.nd.image, 'resize', None)  # would fail if reached
+    with pytest.raises(DataError) as info:
+        data.load_arrays(tiny_idx_dir, resize=100, verify=False)
+    # 12 images x 100 x 100 pixels x 10 bytes at the peak
+    assert str(info.value) == ('--resize 100: 12 images of 100x100 need about 1.1 MiB of '
+                               'memory, 0.5 MiB available')
+
+
+def test_float_images_without_resize_are_guarded_too(tiny_idx_dir, monkeypatch):
+    monkeypatch.setattr(data, 'available_memory', lambda: 1 << 10)
+    with pytest.raises(DataError, match='12 images as float32 need about 0.1 MiB'):
+        data.load_arrays(tiny_idx_dir, verify=False)
+
+
+@pytest.mark.parametrize('batch_size, workers, fits', [(4, 0, True), (12, 0, False),
+                                                        (4, 2, False)])
+def test_data_loader_guards_its_batches(tiny_idx_dir, monkeypatch, batch_size, workers, fits):
+    # a batch of resized float32 samples and its stacked copy, per process, plus prefetched ones
+    monkeypatch.setattr(data, 'available_memory', lambda: 1 << 19)
+    load = functools.partial(data.load_data_fashion_mnist, batch_size, resize=100,
+                             root=tiny_idx_dir, num_workers=workers, verify=False)
+    if fits:
+        train_iter, _ = load()
+        assert next(iter(train_iter))[0].shape == (batch_size, 1, 100, 100)
+        return
+    with pytest.raises(DataError) as info:
+        load()
+    assert str(info.value).startswith(f'--resize 100: batches of {batch_size} images of '
+                                      f'100x100 with {workers} workers need about ')
+
+
+@pytest.mark.integration
+def test_real_resize_5000_fails_before_allocating(real_data_dir, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(data.mx.nd.image, 'resize', None)  # would fail if reached
+    with pytest.raises(DataError, match=r'^--resize 5000: 60000 images of 5000x5000 need about '
+                                        r'[\d,.]+ GiB of memory, [\d,.]+ [GM]iB available$'):
+        data.load_arrays(real_data_dir, resize=5000)
+    with pytest.raises(DataError, match='^--resize 5000: batches of 256 images'):
+        data.load_data_fashion_mnist(256, resize=5000, root=real_data_dir)
+    assert_usage_error(capsys, ['--resize', '5000', '--epochs', '1', '--out',
+                                str(tmp_path / 'run')], '--resize 5000', 'GiB of memory')
