@@ -17,7 +17,7 @@ import urllib.request
 import mxnet as mx
 import numpy as onp
 from mxnet import gluon
-from mxnet import np as mnp
+from mxnet import np
 from mxnet.gluon.data import vision
 
 # the reading lives in the NumPy-only idx module; these names stay importable from here
@@ -151,7 +151,7 @@ class FashionMNIST(vision.FashionMNIST):
     def _get_data(self):
         images, labels = read_split(self._root, self._train, self._verify)
         # (n, 28, 28) -> (n, 28, 28, 1): height x width x channel, the layout ToTensor expects
-        self._data = mnp.array(images[..., None], dtype=onp.uint8)
+        self._data = np.array(images[..., None], dtype=onp.uint8)
         self._label = labels
 
 
@@ -269,8 +269,8 @@ class ArrayLoader:
 
     def __init__(self, X, y, batch_size, shuffle=False, ctx=None, rng=None):
         self.ctx = ctx or mx.cpu()
-        self.X = mnp.array(X, dtype=onp.float32, ctx=self.ctx)
-        self.y = mnp.array(y, dtype=onp.int32, ctx=self.ctx)
+        self.X = np.array(X, dtype=onp.float32, ctx=self.ctx)
+        self.y = np.array(y, dtype=onp.int32, ctx=self.ctx)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.rng = rng if rng is not None else onp.random
@@ -284,10 +284,10 @@ class ArrayLoader:
             for start in range(0, n, self.batch_size):
                 yield self.X[start:start + self.batch_size], self.y[start:start + self.batch_size]
             return
-        order = mnp.array(self.rng.permutation(n).astype(onp.int32), ctx=self.ctx)
+        order = np.array(self.rng.permutation(n).astype(onp.int32), ctx=self.ctx)
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
-            yield mnp.take(self.X, idx, axis=0), mnp.take(self.y, idx, axis=0)
+            yield np.take(self.X, idx, axis=0), np.take(self.y, idx, axis=0)
 
 
 VAL_SPLIT_SEED = 20170825  # fixed, so every run holds out the same validation examples

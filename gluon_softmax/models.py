@@ -12,7 +12,7 @@ import numpy as onp
 from mxnet import gluon
 
 from gluon_softmax import concise, parallel, scratch
-from gluon_softmax.data import IMAGE_SIDE
+from gluon_softmax.idx import IMAGE_SIDE
 
 
 def set_seed(seed):

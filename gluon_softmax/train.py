@@ -16,6 +16,7 @@ import sys
 from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, atomic_write,
                                       load_checkpoint, save_checkpoint, write_text)
 from gluon_softmax.cli import Parser, non_negative_int, positive_float
+from gluon_softmax.idx import SPLITS
 from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, REPORT, Diverged,
                                 EpochRunner, Interrupted, LossWatch, RunDirectory,
                                 RunDirectoryError, StopOnSignal, progress_bar)
@@ -116,7 +117,6 @@ def check_settings(recipe):
                                  'uses plain minibatch SGD; use --impl concise')
     if recipe.val_size and recipe.loader != 'memory':
         raise UsageError('--val-size: needs --loader memory')
-    from gluon_softmax.data import SPLITS
     num_train = SPLITS[True][2]
     if recipe.val_size >= num_train:
         raise UsageError(f'--val-size {recipe.val_size}: must be below the '
