@@ -18,6 +18,8 @@ LOSSES = ('train_loss', 'val_loss', 'test_loss')  # drawn in the left panel, acc
 # several runs in one figure: the colour says which run, the dash which split
 DASHES = {'train_loss': 'solid', 'train_acc': 'solid', 'val_loss': 'dashdot',
           'val_acc': 'dashdot', 'test_loss': 'dot', 'test_acc': 'dot'}
+SPLIT_COLOURS = {'train': qualitative.Plotly[0], 'val': qualitative.Plotly[2],
+                 'test': qualitative.Plotly[1]}
 WRONG = '#d62728'  # plotly's red: the titles and frames of wrong predictions
 RIGHT = '#222222'
 TEMPLATE = 'plotly_white'
@@ -36,27 +38,32 @@ def _runs(history):
     return {'': list(history)}
 
 
-def curves_figure(history, title='Softmax regression on Fashion-MNIST'):
+def curves_figure(history, title='Softmax regression on Fashion-MNIST', subtitle=None, note=None):
     """Loss (left) and accuracy (right) against epoch, for training and test, lines+markers.
 
     Validation loss and accuracy are drawn too when the entries have them.
 
     ``history`` is what :func:`gluon_softmax.training.train` returns, or a dict
     mapping run names to such histories to overlay several runs (then each run
-    has one colour and each quantity one dash style).
+    has one colour and each split one dash style; one run: one colour per
+    split, in both panels). ``subtitle`` (the settings, say) goes under the
+    title, ``note`` (why a run ended early) under it in red. The legend sits
+    under both panels, which it serves alike.
     """
     runs = _runs(history)
     several = len(runs) > 1
     fig = make_subplots(rows=1, cols=2, subplot_titles=('loss', 'accuracy'))
     for i, (run, entries) in enumerate(runs.items()):
         epochs = [e['epoch'] for e in entries]
-        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
         for key, label in CURVES:
             if not entries or key not in entries[0]:
                 continue
             name = f'{run} {label}'.strip()
-            style = dict(line=dict(color=colour, dash=DASHES[key]), legendgroup=run) \
-                if several else {}
+            if several:
+                colour = qualitative.Plotly[i % len(qualitative.Plotly)]
+                style = dict(line=dict(color=colour, dash=DASHES[key]), legendgroup=run)
+            else:
+                style = dict(line=dict(color=SPLIT_COLOURS[key.split('_')[0]]))
             fig.add_trace(go.Scatter(x=epochs, y=[e[key] for e in entries], name=name,
                                      mode='lines+markers', meta=key, **style),
                           row=1, col=1 if key in LOSSES else 2)
@@ -65,7 +72,13 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST'):
         fig.update_xaxes(dtick=1)  # whole epochs only
     fig.update_yaxes(title_text='mean cross-entropy', row=1, col=1)
     fig.update_yaxes(title_text='accuracy', row=1, col=2)
-    fig.update_layout(title=title, template=TEMPLATE, height=420)
+    text = title + (f'<br><sup>{subtitle}</sup>' if subtitle else '') \
+        + (f'<br><sup><span style="color:{WRONG}">{note}</span></sup>' if note else '')
+    fig.update_layout(title=dict(text=text), template=TEMPLATE,
+                      height=440 + 20 * bool(subtitle) + 20 * bool(note),
+                      margin=dict(t=90 + 20 * bool(subtitle) + 20 * bool(note)),
+                      legend=dict(orientation='h', x=0.5, xanchor='center', y=-0.18,
+                                  yanchor='top'))
     return fig
 
 
@@ -197,11 +210,13 @@ def _names(labels, indices):
 
 
 def predictions_figure(X, y, y_hat_labels, labels=None, num_cols=6,
-                       title='Predictions (title: true / predicted; wrong ones in red)'):
+                       title='Predictions (title: true / predicted; wrong ones in red)',
+                       probabilities=None):
     """Images titled ``true / predicted``; wrong predictions get a red title and frame.
 
     ``y`` and ``y_hat_labels`` are class numbers (``y_hat.argmax(axis=1)``);
-    ``labels`` maps them to names. Each heatmap's ``meta`` records
+    ``labels`` maps them to names; ``probabilities`` (optional), the probability
+    of each prediction, is added to its title. Each heatmap's ``meta`` records
     ``{'true': ..., 'predicted': ..., 'correct': ...}``.
     """
     images = as_images(X)
@@ -211,6 +226,8 @@ def predictions_figure(X, y, y_hat_labels, labels=None, num_cols=6,
                          'predictions: expected as many of each')
     true, predicted = _names(labels, y), _names(labels, y_hat_labels)
     titles = [f'{t} / {p}' for t, p in zip(true, predicted)]
+    if probabilities is not None:
+        titles = [f'{t} ({p:.0%})' for t, p in zip(titles, to_numpy(probabilities).ravel())]
     vmax = max(1.0, float(images.max())) if images.size else 1.0
     fig = _image_grid(images, titles, num_cols, 'gray', 0.0, vmax, title=title, cell=170)
     for i, (trace, annotation) in enumerate(zip(fig.data, fig.layout.annotations)):
@@ -302,6 +319,18 @@ def most_confused_pairs(cm, labels=None, k=5):
     order = onp.argsort(-off, axis=None, kind='stable')[:k]
     pairs = [onp.unravel_index(i, off.shape) for i in order]
     return [(names[i], names[j], int(cm[i, j])) for i, j in pairs if off[i, j] > 0]
+
+
+def confused_pairs_figure(cm, labels=None, k=10,
+                          title='Most-confused pairs of classes (test set)'):
+    """The ``k`` largest off-diagonal counts of a confusion matrix as bars, largest on top."""
+    pairs = most_confused_pairs(cm, labels, k)
+    fig = go.Figure(go.Bar(x=[count for _, _, count in pairs][::-1],
+                           y=[f'{true} taken for {predicted}' for true, predicted, _ in pairs][::-1],
+                           orientation='h', marker_color=WRONG))
+    fig.update_layout(title=title, template=TEMPLATE, height=120 + 28 * max(len(pairs), 1),
+                      xaxis_title='test images', margin=dict(l=220))
+    return fig
 
 
 def weights_figure(W, labels=None, num_cols=5,

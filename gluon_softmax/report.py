@@ -1,23 +1,29 @@
-"""One self-contained HTML page for a trained run: settings, final metrics and figures.
+"""The pages of a run: a report (settings, final metrics, figures) and its curves.
 
 :func:`report_figures` runs a trained ``net`` over the test set and builds the
 figures; :func:`report_html` lays them out with the run's settings on one page
-that embeds plotly.js once, so it opens offline.
+that embeds plotly.js once, or loads the one copy written beside the run's pages
+(:func:`write_plotly_js`), so it opens offline either way. A run that did not
+complete says so, and why, on both pages.
 """
 import datetime
 import html
+import os
 import re
 
 import numpy as onp
-from mxnet import np
+from mxnet import np, npx
 
 from gluon_softmax import plots
+from gluon_softmax.checkpoint import write_text
 from gluon_softmax.data import TEXT_LABELS
 from gluon_softmax.models import as_model
 
 PREDICT_BATCH = 1000  # examples per forward pass when the test set is given as arrays
+PLOTLY_JS = 'plotly.min.js'  # one copy beside a run's pages, which load it by this name
 FINAL_METRICS = (('train_loss', 'train loss', '{:.4f}'),
                  ('train_acc', 'train accuracy', '{:.4f}'),
+                 ('test_loss', 'test loss', '{:.4f}'),
                  ('test_acc', 'test accuracy', '{:.4f}'))
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
@@ -25,6 +31,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .meta { color: #666; margin-top: 0; }
+.summary { font-size: 1.05em; margin: 0.2em 0; }
+.status { color: #b00020; font-weight: 600; border-left: 4px solid #b00020; padding-left: 8px; }
 .tables { display: flex; gap: 48px; flex-wrap: wrap; align-items: flex-start; }
 table { border-collapse: collapse; font-size: 0.95em; }
 th, td { padding: 4px 12px; border-bottom: 1px solid #eee; text-align: left; }
@@ -51,35 +59,46 @@ def batches(data, batch_size=PREDICT_BATCH):
         yield X[start:start + batch_size], y[start:start + batch_size]
 
 
-def predict_labels(net, data, ctx=None):
-    """Labels and predicted classes (``y_hat.argmax(axis=1)``) of a test set, as NumPy ints."""
+def predict(net, data, ctx=None):
+    """Labels, predicted classes and the probability of each prediction, as NumPy arrays."""
     model = as_model(net)
     ctx = ctx or model.ctx
-    ys, preds = [], []
+    ys, preds, probs = [], [], []
     for X, y in batches(data):
-        X = np.array(X, ctx=ctx)
-        # argmax on the device, one small copy per batch back to the host
-        preds.append(model.net(X).argmax(axis=1).asnumpy().astype(onp.int64))
+        P = npx.softmax(model.net(np.array(X, ctx=ctx)))  # (batch, 10) probabilities
+        # arg-max and max on the device, two small copies per batch back to the host
+        preds.append(P.argmax(axis=1).asnumpy().astype(onp.int64))
+        probs.append(P.max(axis=1).asnumpy())
         ys.append(plots.to_numpy(y).astype(onp.int64))
     if not ys:
         raise ValueError('the test set is empty')
-    return onp.concatenate(ys), onp.concatenate(preds)
+    return onp.concatenate(ys), onp.concatenate(preds), onp.concatenate(probs)
 
 
-def first_examples(data, n):
-    """The first ``n`` examples of a test set as NumPy ``(X, y)``."""
-    Xs, ys, count = [], [], 0
+def predict_labels(net, data, ctx=None):
+    """Labels and predicted classes (``y_hat.argmax(axis=1)``) of a test set, as NumPy ints."""
+    y, y_pred, _ = predict(net, data, ctx)
+    return y, y_pred
+
+
+def examples_at(data, indices):
+    """The examples at positions ``indices`` (increasing) of a test set, as NumPy ``(X, y)``."""
+    wanted, Xs, ys, start = onp.asarray(indices, dtype=onp.int64), [], [], 0
     for X, y in batches(data):
-        Xs.append(plots.to_numpy(X[:n - count]))
-        ys.append(plots.to_numpy(y[:n - count]))
-        count += len(ys[-1])
-        if count >= n:
+        rows = wanted[(wanted >= start) & (wanted < start + len(y))] - start
+        if len(rows):
+            Xs.append(plots.to_numpy(X)[rows])
+            ys.append(plots.to_numpy(y)[rows])
+        start += len(y)
+        if start > wanted.max(initial=-1):
             break
+    if not Xs:
+        return onp.zeros((0, 1, 28, 28), onp.float32), onp.zeros(0, onp.int64)
     return onp.concatenate(Xs), onp.concatenate(ys)
 
 
 def report_figures(net, test_iter_or_arrays, history, labels=TEXT_LABELS, ctx=None,
-                   num_images=18, title='Softmax regression on Fashion-MNIST'):
+                   num_images=18, title='Softmax regression on Fashion-MNIST', subtitle=None):
     """The report's figures, ``{heading: Figure}``, for a trained ``net``.
 
     Parameters
@@ -91,30 +110,41 @@ def report_figures(net, test_iter_or_arrays, history, labels=TEXT_LABELS, ctx=No
     history : the list :func:`gluon_softmax.training.train` returned.
     labels : class names for the titles and axes.
     ctx : where to run ``net``; default: where its parameters are.
-    num_images : how many test images the prediction grid shows (the first ones).
+    num_images : how many test images the prediction grid shows (the first ones), and how
+        many mistakes the gallery of misclassified images shows.
+    subtitle : a line under the curves' title (the settings, say).
     """
-    y, y_pred = predict_labels(net, test_iter_or_arrays, ctx)
-    figures = {'Training curves': plots.curves_figure(history, title=title),
+    y, y_pred, p_pred = predict(net, test_iter_or_arrays, ctx)
+    cm = plots.confusion_matrix(y, y_pred, len(labels))
+    figures = {'Training curves': plots.curves_figure(history, title=title, subtitle=subtitle),
                'Confusion matrix': plots.confusion_figure(y, y_pred, labels),
+               'Most-confused pairs': plots.confused_pairs_figure(cm, labels),
                'Accuracy per class': plots.per_class_accuracy_figure(y, y_pred, labels)}
     if num_images:
-        X_first, _ = first_examples(test_iter_or_arrays, num_images)
+        wrong = onp.flatnonzero(y != y_pred)[:num_images]
+        X_wrong, _ = examples_at(test_iter_or_arrays, wrong)
+        figures['Mistakes'] = plots.predictions_figure(
+            X_wrong, y[wrong], y_pred[wrong], labels, probabilities=p_pred[wrong],
+            title=f'The first {len(wrong)} misclassified test images of {int((y != y_pred).sum())} '
+                  '(title: true / predicted (its probability))')
+        X_first, _ = examples_at(test_iter_or_arrays, onp.arange(min(num_images, len(y))))
         figures['Predictions'] = plots.predictions_figure(
             X_first, y[:len(X_first)], y_pred[:len(X_first)], labels,
-            title=f'The first {len(X_first)} test images (title: true / predicted; '
-                  'wrong ones in red)')
+            probabilities=p_pred[:len(X_first)],
+            title=f'The first {len(X_first)} test images (title: true / predicted (its '
+                  'probability); wrong ones in red)')
     figures['Weight templates'] = plots.weights_figure(as_model(net).weight_matrix(), labels)
     return figures
 
 
-def _flatten(settings, prefix=''):
-    """``{'hyperparameters': {'lr': 0.1}}`` -> ``[('lr', 0.1)]``, in order."""
-    rows = []
+def _flatten(settings):
+    """``{'hyperparameters': {'lr': 0.1}}`` -> ``[('lr', 0.1)]``, in order, each name once."""
+    rows, seen = [], set()
     for key, value in settings.items():
-        if isinstance(value, dict):
-            rows.extend(_flatten(value, prefix))
-        else:
-            rows.append((prefix + str(key), value))
+        for name, item in (_flatten(value) if isinstance(value, dict) else [(str(key), value)]):
+            if name not in seen:
+                seen.add(name)
+                rows.append((name, item))
     return rows
 
 
@@ -146,13 +176,76 @@ def _slug(text):
     return re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-') or 'figure'
 
 
-def report_html(metrics, figures, title=None):
-    """One self-contained HTML page: run settings, final metrics and the figures.
+def settings_summary(metrics):
+    """One line of the settings that decide the results: ``concise, 10 epochs, lr 0.1, ...``."""
+    hp = metrics.get('hyperparameters', {})
+    parts = [metrics.get('impl') or hp.get('impl')]
+    if 'epochs' in hp:
+        parts.append(f"{hp['epochs']} epoch{'' if hp['epochs'] == 1 else 's'}")
+    parts += [f'{name} {hp[key]:g}' if isinstance(hp.get(key), float) else f'{name} {hp[key]}'
+              for key, name in (('lr', 'lr'), ('batch_size', 'batch size'),
+                                ('momentum', 'momentum'), ('wd', 'weight decay'),
+                                ('lr_schedule', 'schedule'), ('val_size', 'validation'),
+                                ('resize', 'resize'))
+              if hp.get(key) not in (None, 0, 0.0, 'constant')]
+    if metrics.get('seed') is not None:
+        parts.append(f"seed {metrics['seed']}")
+    if metrics.get('ctx'):
+        parts.append(f"on {metrics['ctx']}")
+    return ', '.join(str(p) for p in parts if p)
+
+
+def describe_end(metrics):
+    """Why a run that did not complete ended, in words; None for a complete run."""
+    status, ended = metrics.get('status'), metrics.get('ended') or {}
+    if status in (None, 'complete'):
+        return None
+    done = len(metrics.get('epochs') or [])
+    if status == 'diverged':
+        return (f"diverged at epoch {ended.get('epoch', done + 1)}, batch "
+                f"{ended.get('batch', '?')} (mean loss {ended.get('loss', float('nan')):g}, "
+                f"bound {ended.get('max_loss', float('nan')):g}); {done} epoch"
+                f"{'' if done == 1 else 's'} completed")
+    if status == 'interrupted':
+        return (f"interrupted by {ended.get('signal', 'a signal')} during epoch {done + 1}; "
+                f"{done} epoch{'' if done == 1 else 's'} completed")
+    return f'status {status}: the run had not ended when this was written'
+
+
+def curves_html(history, metrics, plotly_js=True):
+    """The curves of a run as one HTML page: settings in the subtitle, why it ended if early.
+
+    ``plotly_js``: True embeds plotly.js; a file name such as ``'plotly.min.js'`` loads
+    it from beside the page.
+    """
+    impl = metrics.get('impl')
+    title = f'{impl} softmax regression' if impl else 'Softmax regression'
+    note = describe_end(metrics)
+    fig = plots.curves_figure(history, title=title, subtitle=settings_summary(metrics),
+                              note=f'This run did not complete: {note}.' if note else None)
+    return fig.to_html(include_plotlyjs=plotly_js, full_html=True,
+                       config={'displaylogo': False, 'responsive': True})
+
+
+def write_plotly_js(directory, name=PLOTLY_JS):
+    """Write plotly.js beside a run's pages (once: an existing copy of this version is kept)."""
+    from plotly.offline import get_plotlyjs
+    path = os.path.join(directory, name)
+    script = get_plotlyjs()
+    if os.path.exists(path) and os.path.getsize(path) == len(script.encode()):
+        return path
+    write_text(path, script)
+    return path
+
+
+def report_html(metrics, figures, title=None, plotly_js=True):
+    """One HTML page: run settings, final metrics, why the run ended if early, the figures.
 
     ``metrics`` is what the CLI writes to ``metrics.json`` (settings, with the
     per-epoch history under ``'epochs'``); ``figures`` maps headings to Plotly
-    figures (a list of figures is headed by their titles). plotly.js is
-    embedded once, with the first figure.
+    figures (a list of figures is headed by their titles). ``plotly_js``: True
+    embeds plotly.js once, with the first figure (a self-contained page); a file
+    name such as ``'plotly.min.js'`` loads it from beside the page.
     """
     if isinstance(figures, dict):
         figures = list(figures.items())
@@ -160,7 +253,7 @@ def report_html(metrics, figures, title=None):
         figures = [(fig.layout.title.text or f'Figure {i + 1}', fig)
                    for i, fig in enumerate(figures)]
     epochs = list(metrics.get('epochs') or [])
-    settings = {k: v for k, v in metrics.items() if k != 'epochs'}
+    settings = {k: v for k, v in metrics.items() if k not in ('epochs', 'sessions', 'ended')}
     impl = metrics.get('impl')
     title = title or (f'{impl} softmax regression on Fashion-MNIST' if impl else
                       'Softmax regression on Fashion-MNIST')
@@ -173,25 +266,37 @@ def report_html(metrics, figures, title=None):
                   if key in last]
         if all('seconds' in e for e in epochs):
             final.append(('training time', f'{sum(e["seconds"] for e in epochs):.2f} s'))
-    per_epoch = [(e.get('epoch'), *[f'{e[k]:.4f}' for k in ('train_loss', 'train_acc', 'test_acc')],
-                  f'{e["seconds"]:.2f}' if 'seconds' in e else None)
-                 for e in epochs if all(k in e for k in ('train_loss', 'train_acc', 'test_acc'))]
+    columns = [k for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss',
+                           'test_acc') if epochs and all(k in e for e in epochs)]
+    per_epoch = [(e.get('epoch'), *[f'{e[k]:.4f}' for k in columns],
+                  f'{e["seconds"]:.2f}' if 'seconds' in e else None) for e in epochs]
+    sessions = [(i + 1, s.get('ctx'), s.get('kvstore'), s.get('worker_processes'),
+                 s.get('after_epoch')) for i, s in enumerate(metrics.get('sessions') or [])]
 
     parts = ['<!DOCTYPE html>', '<html lang="en">', '<head>', '<meta charset="utf-8">',
              f'<title>{html.escape(title)}</title>', f'<style>{STYLE}</style>', '</head>',
              '<body>', f'<h1>{html.escape(title)}</h1>',
-             f'<p class="meta">report written {datetime.datetime.now():%Y-%m-%d %H:%M}</p>',
-             '<div class="tables">',
-             '<div><h2>Run settings</h2>' + _table(_flatten(settings)) + '</div>',
-             '<div><h2>Final metrics</h2>' + (_table(final) if final else
-                                              '<p>no completed epoch</p>') + '</div>',
-             '</div>']
+             f'<p class="summary">{html.escape(settings_summary(metrics))}</p>',
+             f'<p class="meta">report written {datetime.datetime.now():%Y-%m-%d %H:%M}</p>']
+    ended = describe_end(metrics)
+    if ended:
+        parts.append(f'<p class="status">This run did not complete: {html.escape(ended)}. '
+                     'The figures show the epochs that finished.</p>')
+    parts += ['<div class="tables">',
+              '<div><h2>Run settings</h2>' + _table(_flatten(settings)) + '</div>',
+              '<div><h2>Final metrics</h2>' + (_table(final) if final else
+                                               '<p>no completed epoch</p>') + '</div>',
+              '</div>']
     if per_epoch:
         parts.append('<details><summary>every epoch</summary>' + _table(
-            per_epoch, ('epoch', 'train loss', 'train acc', 'test acc', 'seconds')) +
+            per_epoch, ('epoch', *[k.replace('_', ' ') for k in columns], 'seconds')) +
+            '</details>')
+    if len(sessions) > 1:
+        parts.append('<details><summary>sessions (the run was resumed)</summary>' + _table(
+            sessions, ('session', 'devices', 'kvstore', 'worker processes', 'after epoch')) +
             '</details>')
     for i, (heading, fig) in enumerate(figures):
-        div = fig.to_html(full_html=False, include_plotlyjs=i == 0,
+        div = fig.to_html(full_html=False, include_plotlyjs=plotly_js if i == 0 else False,
                           div_id=f'figure-{i + 1}-{_slug(heading)}',
                           config={'displaylogo': False, 'responsive': True})
         parts.append(f'<section class="figure"><h2>{html.escape(heading)}</h2>\n{div}\n'

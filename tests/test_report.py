@@ -19,8 +19,8 @@ CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
                   '--no-first-run', '--disable-background-networking',
                   '--disable-component-update', '--disable-sync')
-FIGURES = ('Training curves', 'Confusion matrix', 'Accuracy per class', 'Predictions',
-           'Weight templates')
+FIGURES = ('Training curves', 'Confusion matrix', 'Most-confused pairs', 'Accuracy per class',
+           'Mistakes', 'Predictions', 'Weight templates')
 
 
 @pytest.fixture
@@ -66,6 +66,23 @@ def test_report_figures_from_arrays(net, test_set):
     assert onp.allclose(weights.data[2].z, net.W.asnumpy()[:, 2].reshape(28, 28))
     assert [t.name for t in figures['Training curves'].data] == ['train loss', 'train acc',
                                                                'test acc']
+    # the gallery of mistakes: the first 12 wrong predictions, with their probabilities
+    wrong = onp.flatnonzero(y != y_pred)[:12]
+    mistakes = figures['Mistakes']
+    assert len(mistakes.data) == len(wrong) == 12
+    assert not any(t.meta['correct'] for t in mistakes.data)
+    assert onp.allclose(mistakes.data[3].z, X[wrong[3], 0])
+    logits = X.reshape(len(X), -1) @ net.W.asnumpy() + net.b.asnumpy()
+    P = onp.exp(logits - logits.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    first = mistakes.layout.annotations[0].text
+    assert first == (f'{TEXT_LABELS[y[wrong[0]]]} / {TEXT_LABELS[y_pred[wrong[0]]]} '
+                     f'({P[wrong[0]].max():.0%})')
+    # the most-confused pairs: the largest off-diagonal counts, largest on top
+    pairs = plots.most_confused_pairs(plots.confusion_matrix(y, y_pred, 10), TEXT_LABELS, 10)
+    bars = figures['Most-confused pairs'].data[0]
+    assert list(bars.x)[::-1] == [count for _, _, count in pairs]
+    assert list(bars.y)[-1] == f'{pairs[0][0]} taken for {pairs[0][1]}'
 
 
 def test_report_figures_from_a_test_iter_and_a_concise_net(test_set):
@@ -119,7 +136,7 @@ def test_report_html_embeds_plotly_once_and_has_one_div_per_figure(net, test_set
     assert page.count(bundle_head) == 1  # plotly.js inlined exactly once
     assert Finder(page).sources == []  # no script or style fetched: it opens offline
     ids = graph_divs(page)
-    assert len(ids) == len(figures) == 5 and len(set(ids)) == 5
+    assert len(ids) == len(figures) == 7 and len(set(ids)) == 7
     for heading in figures:
         assert f'<h2>{heading}</h2>' in page
     # settings (nested hyperparameters flattened) and the final epoch's metrics
@@ -131,6 +148,38 @@ def test_report_html_embeds_plotly_once_and_has_one_div_per_figure(net, test_set
                  '<th>training time</th><td class="num">0.75 s</td>'):
         assert text in page
     assert '<title>scratch softmax regression on Fashion-MNIST</title>' in page
+    assert 'did not complete' not in page
+    assert '<p class="summary">scratch, 3 epochs, lr 0.1, batch size 256, seed 7, on cpu(0)' in page
+
+
+def test_pages_can_share_one_plotly_js_beside_them(net, test_set, tmp_path):
+    figures = report.report_figures(net, test_set, HISTORY)
+    page = report.report_html(METRICS, figures, plotly_js=report.PLOTLY_JS)
+    curves = report.curves_html(HISTORY, METRICS, plotly_js=report.PLOTLY_JS)
+    for html_page in (page, curves):
+        assert get_plotlyjs()[:300] not in html_page  # not inlined
+        assert Finder(html_page).sources == [report.PLOTLY_JS]  # a relative name: offline
+    path = report.write_plotly_js(str(tmp_path))
+    assert open(path, encoding='utf-8').read() == get_plotlyjs()
+    mtime = os.stat(path).st_mtime_ns
+    report.write_plotly_js(str(tmp_path))  # already there: kept, not rewritten
+    assert os.stat(path).st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize('metrics, says', [
+    ({'status': 'diverged', 'ended': {'epoch': 3, 'batch': 20, 'loss': 2345.0, 'max_loss': 100.0}},
+     'This run did not complete: diverged at epoch 3, batch 20 (mean loss 2345, bound 100); '
+     '2 epochs completed'),
+    ({'status': 'interrupted', 'ended': {'signal': 'SIGINT'}},
+     'This run did not complete: interrupted by SIGINT during epoch 3; 2 epochs completed'),
+    ({'status': 'running'}, 'This run did not complete: status running'),
+])
+def test_pages_of_a_run_that_ended_early_say_why(metrics, says):
+    metrics = {**METRICS, **metrics, 'epochs': HISTORY[:2]}
+    page = report.report_html(metrics, {})
+    curves = report.curves_html(HISTORY[:2], metrics)
+    assert says in page and says in curves
+    assert 'complete' not in page.replace('did not complete', '').replace('completed', '')
 
 
 def test_report_html_escapes_and_accepts_a_list_of_figures():
@@ -202,7 +251,10 @@ class RenderedFigures(html.parser.HTMLParser):
 @pytest.mark.integration
 def test_report_renders_every_figure_in_headless_chromium(tmp_path, net, test_set):
     browser = chromium()
-    page = report.report_html(METRICS, report.report_figures(net, test_set, HISTORY))
+    # as the CLI writes it: plotly.js once beside the page, loaded by a relative name
+    page = report.report_html(METRICS, report.report_figures(net, test_set, HISTORY),
+                              plotly_js=report.PLOTLY_JS)
+    report.write_plotly_js(str(tmp_path))
     path = tmp_path / 'report.html'
     path.write_text(page, encoding='utf-8')
     url = path.as_uri()
@@ -210,7 +262,7 @@ def test_report_renders_every_figure_in_headless_chromium(tmp_path, net, test_se
     dom = run_chromium(tmp_path, '--virtual-time-budget=5000', '--dump-dom', url).stdout
     parser = RenderedFigures()
     parser.feed(dom)
-    assert len(parser.svgs) == 5, f'expected 5 plot divs in the rendered DOM, got {parser.svgs}'
+    assert len(parser.svgs) == len(FIGURES), f'expected {len(FIGURES)} plot divs, got {parser.svgs}'
     for div_id, classes in parser.svgs.items():
         assert 'main-svg' in classes, f'{div_id} was not drawn by plotly.js'
     assert 'js-plotly-plot' in dom  # plotly.js marks each div it has plotted
