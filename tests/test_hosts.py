@@ -205,7 +205,7 @@ def test_host_usage_errors(tmp_path, monkeypatch, args, needle):
 
 def test_two_hosts_train_like_one_process(tmp_path, real_data_dir, clean_network):
     """2 workers on 2 hosts, scheduler and server on a third: the metrics of one process."""
-    hosts = clean_network.hosts_file(tmp_path / 'hosts')
+    hosts = clean_network.hosts_file(tmp_path / 'hostfile')
     flags = ['--epochs', '2', '--seed', '0', '--data-dir', real_data_dir]
     dist = [*TRAIN, *flags, '--kvstore', 'dist_sync']
     job, job_s = hosts_launch(hosts, '-n', '2', '--timeout', str(JOB_TIMEOUT), '--',
@@ -246,7 +246,7 @@ def test_two_hosts_train_like_one_process(tmp_path, real_data_dir, clean_network
 
 
 def test_a_killed_worker_stops_the_job_on_every_host(tmp_path, real_data_dir, clean_network):
-    hosts = clean_network.hosts_file(tmp_path / 'hosts')
+    hosts = clean_network.hosts_file(tmp_path / 'hostfile')
     out, err_path, grace = tmp_path / 'run', tmp_path / 'launch.err', 3
     with open(err_path, 'w') as err:
         job = subprocess.Popen([*LAUNCH, '--hosts', hosts, '--remote', NETNS_REMOTE, '-n', '2',
@@ -293,7 +293,7 @@ def test_a_host_that_is_not_there(tmp_path, clean_network):
     (['--remote', 'ip netns exec {host} false'], 'status 1): no output'),
 ])
 def test_a_remote_command_that_fails_at_once(tmp_path, clean_network, args, said):
-    hosts = clean_network.hosts_file(tmp_path / 'hosts')
+    hosts = clean_network.hosts_file(tmp_path / 'hostfile')
     result, seconds = hosts_launch(hosts, *args, '-n', '2', '--', sys.executable)
     assert result.returncode == 2, result.stderr
     first = clean_network.hosts[0].name
@@ -324,7 +324,7 @@ def ssh_env():
 
 
 def test_ssh_job_sums_over_hosts(tmp_path, sshd, clean_network):
-    hosts = ssh_hosts_file(tmp_path / 'hosts', clean_network)
+    hosts = ssh_hosts_file(tmp_path / 'hostfile', clean_network)
     result, _ = run_launcher('--hosts', hosts, '--remote', ssh_remote(sshd), *ssh_env(),
                              '--cwd', str(tmp_path), '-n', '2', '--grace', '5', '--',
                              *script(tmp_path, SUM))
@@ -338,7 +338,7 @@ def test_ssh_job_sums_over_hosts(tmp_path, sshd, clean_network):
 
 
 def test_a_killed_ssh_client_takes_the_remote_process_with_it(tmp_path, sshd, clean_network):
-    hosts = ssh_hosts_file(tmp_path / 'hosts', clean_network)
+    hosts = ssh_hosts_file(tmp_path / 'hostfile', clean_network)
     proc = subprocess.Popen([*LAUNCH, '--hosts', hosts, '--remote', ssh_remote(sshd),
                              *ssh_env(), '--cwd', str(tmp_path), '-n', '2', '--grace', '2',
                              '--', *script(tmp_path, SPIN)],
