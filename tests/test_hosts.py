@@ -4,6 +4,7 @@ simulated hosts (network namespaces, see ``netns.py``), through ``ip netns exec`
 The namespace tests need root and ``ip``; they are skipped with the reason otherwise,
 unless ``GLUON_SOFTMAX_REQUIRE_NETNS=1`` (as in CI) makes that a failure.
 """
+import contextlib
 import json
 import os
 import re
@@ -89,6 +90,17 @@ def wait_until_empty(network, seconds=10):
         counts = network.counts()
         if not any(counts.values()) or time.monotonic() > deadline:
             return counts
+
+
+@contextlib.contextmanager
+def ended(proc):
+    """SIGKILL the launcher ``proc`` if it still runs when the block is left (a failed test)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=RUN_TIMEOUT)
 
 
 def argv_of(pid):
@@ -254,19 +266,17 @@ def test_a_killed_worker_stops_the_job_on_every_host(tmp_path, real_data_dir, cl
                                 *TRAIN, '--epochs', '500', '--seed', '0', '--data-dir',
                                 real_data_dir, '--kvstore', 'dist_sync', '--out', str(out)],
                                stdout=subprocess.DEVNULL, stderr=err, env=child_env())
-    try:
+    last = clean_network.hosts[2]
+    with ended(job):
         wait_for_files([out / 'metrics.json'], 120)  # the first epoch is done
-        last = clean_network.hosts[2]
-        victim = next(pid for pid in last.pids() if argv_of(pid)[1:3] == ['-m',
-                                                                             'gluon_softmax.train'])
         before = clean_network.counts()
+        # the training process itself, not the wrapper around it (python -c WRAPPER ...)
+        victim = next(pid for pid in last.pids()
+                      if argv_of(pid)[1:3] == ['-m', 'gluon_softmax.train'])
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         status = job.wait(timeout=grace + 30)
         took = time.monotonic() - killed_at
-    finally:
-        if job.poll() is None:
-            job.kill()
     stderr = err_path.read_text()
     assert status != 0 and took < grace + 15, (status, took, stderr)
     assert error_lines(stderr)[0].startswith(f'error: worker 1 on {last.name} '), stderr
@@ -277,7 +287,7 @@ def test_a_killed_worker_stops_the_job_on_every_host(tmp_path, real_data_dir, cl
 
 def test_a_host_that_is_not_there(tmp_path, clean_network):
     a, b, _ = clean_network.hosts
-    hosts = tmp_path / 'hosts'
+    hosts = tmp_path / 'hostfile'
     hosts.write_text(f'{a.name} slots=0 address={a.address}\n'
                      f'gsns-missing address=192.0.2.9\n{b.name} address={b.address}\n')
     result, seconds = hosts_launch(str(hosts), '-n', '2', '--', sys.executable)
@@ -344,7 +354,7 @@ def test_a_killed_ssh_client_takes_the_remote_process_with_it(tmp_path, sshd, cl
                              '--', *script(tmp_path, SPIN)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=child_env())
-    try:
+    with ended(proc):
         clients = {}
         while ('worker', '1') not in clients:  # the launcher announces every process at once
             match = HOST_PID_LINE.match(proc.stderr.readline().strip() or 'EOF')
@@ -363,9 +373,6 @@ def test_a_killed_ssh_client_takes_the_remote_process_with_it(tmp_path, sshd, cl
             time.sleep(0.1)
         remote_gone = not os.path.exists(f'/proc/{remote}')
         _, rest = proc.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert remote_gone, 'the remote worker outlived its ssh client'
     assert proc.returncode != 0
     assert re.search(r'^error: worker 1 on 192\.0\.2\.3 \(pid \d+\) was killed by SIGKILL',
