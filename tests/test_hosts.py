@@ -380,3 +380,18 @@ def test_a_killed_ssh_client_takes_the_remote_process_with_it(tmp_path, sshd, cl
     after = wait_until_empty(clean_network)
     print(f'\nprocesses per namespace after the killed ssh client (sshd excluded): {after}')
     assert after == {h.name: 0 for h in clean_network.hosts}
+
+
+def test_a_host_ssh_cannot_reach(tmp_path, sshd, clean_network):
+    hosts = tmp_path / 'hostfile'
+    a = clean_network.hosts[0]
+    # 192.0.2.9 is on the bridge's subnet, but no namespace has it
+    hosts.write_text(f'{a.address} slots=0\n192.0.2.9 interface={INTERFACE}\n')
+    result, seconds = run_launcher('--hosts', str(hosts), '--remote', ssh_remote(sshd),
+                                   '-n', '1', '--', sys.executable)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count('\n') == 1 and result.stderr.startswith(
+        f'error: host 192.0.2.9 (--hosts {hosts}): cannot run {sys.executable}'), result.stderr
+    assert 'ssh: connect to host 192.0.2.9' in result.stderr, result.stderr
+    assert seconds < 40
+    print(f'\n{result.stderr.strip()} ({seconds:.1f} s)')
