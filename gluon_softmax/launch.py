@@ -30,12 +30,14 @@ process. The launcher keeps a pipe to each remote wrapper's stdin: a signal is
 forwarded as a line carrying its number, and the end of the pipe (the launcher,
 or the ssh client, gone) makes the wrapper SIGKILL its process group, so nothing
 outlives the job on any host. Before starting anything the launcher runs the
-interpreter once on every host (:data:`PROBE`): an unreachable host, a missing
-``--cwd`` or interpreter is one ``error:`` line naming the host, exit 2.
+interpreter once on every host (:data:`FACTS`): an unreachable host, a missing
+``--cwd`` or interpreter is one ``error:`` line naming the host, exit 2. The pid
+lines then read ``launch: <role> <i> pid <PID> on <host>``, PID being the local
+end (the ssh client).
 
 Before starting, the launcher also refuses a job that cannot fit (see
-:func:`check_fits`): more memory than the host has available, or too many
-processes for its cores; ``--force`` starts it anyway.
+:func:`misfit`), on this machine or on each host: more memory than the host has
+available, or too many processes for its cores; ``--force`` starts it anyway.
 
 Exit status: 0 when every worker exited 0; after stopping all the others, the
 status of the process that failed (128 + N if signal N killed it; a worker's own
@@ -362,14 +364,16 @@ def parse_facts(stdout):
 
 def local_facts():
     """What :data:`FACTS` says about this machine."""
-    result = subprocess.run([sys.executable, '-c', FACTS], capture_output=True, text=True,
-                            timeout=PROBE_SECONDS, check=False)
-    return parse_facts(result.stdout) or (None, os.cpu_count() or 1)
+    try:
+        stdout = subprocess.run([sys.executable, '-c', FACTS], capture_output=True, text=True,
+                                timeout=PROBE_SECONDS, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        stdout = ''  # then only the core count is checked, as far as Python knows it
+    return parse_facts(stdout) or (None, os.cpu_count() or 1)
 
 
 def misfit(roles, available, cores):
-    """Why processes of ``roles`` do not fit on a host with ``available`` bytes (None: unknown)
-    and ``cores``; None if they fit."""
+    """Why ``roles`` overflow ``available`` bytes (None: unknown) or ``cores``; None if not."""
     workers = roles.count('worker')
     need = workers * WORKER_PEAK_BYTES + (len(roles) - workers) * SERVICE_PEAK_BYTES
     if available is not None and need > available:
@@ -504,8 +508,8 @@ def start_all(args, plan, children):
 
 
 def probe(args, hosts):
-    """Run :data:`FACTS` on every host at once; ``{host: facts}``, or HostsError for the first
-    host that fails or does not answer within :data:`PROBE_SECONDS`."""
+    """Run :data:`FACTS` on every host at once; ``{host: facts}``, or HostsError naming one."""
+    # one that fails, or does not answer within PROBE_SECONDS (ssh may wait long to connect)
     line = remote_line(args.cwd, [args.command[0], '-c', FACTS])
     procs = {host: subprocess.Popen(remote_argv(args.remote, host, line),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -124,7 +124,7 @@ class Network:
         return killed
 
     def remove(self):
-        """Kill what runs in the namespaces, delete them (their veth pairs go too) and the bridge."""
+        """Kill what runs in the namespaces, delete them (and their veth pairs) and the bridge."""
         self.kill_all(daemons=True)
         for host in self.hosts:
             ip('netns', 'del', host.name, check=False)

@@ -75,7 +75,8 @@ def clean_network(network):
 
 def host_pids(stderr):
     """``{(role, index): (pid, host)}`` from the launcher's ``... pid <PID> on <host>`` lines."""
-    return {(role, int(i)): (int(pid), host) for role, i, pid, host in HOST_PID_LINE.findall(stderr)}
+    return {(role, int(i)): (int(pid), host)
+            for role, i, pid, host in HOST_PID_LINE.findall(stderr)}
 
 
 def hosts_launch(hosts_file, *args, timeout=RUN_TIMEOUT):
