@@ -19,8 +19,9 @@ import pytest
 from gluon_softmax import launch
 from gluon_softmax.launch import Host, HostsError, misfit, place, read_hosts
 from netns import INTERFACE, Network, NetnsUnavailable, Sshd
-from test_launch import (HANG, LAUNCH, ON_SIGNAL, RUN_TIMEOUT, SPIN, SUM, child_env, error_lines,
-                         launch as run_launcher, script, wait_for_files)
+# background is test_launch's fixture: imported, pytest offers it here too
+from test_launch import (HANG, LAUNCH, ON_SIGNAL, RUN_TIMEOUT, SPIN, SUM, background,  # noqa: F401
+                         child_env, error_lines, launch as run_launcher, script, wait_for_files)
 
 TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
 # launch: <role> <i> pid <PID> on <host>: the local end (ip netns exec, ssh) of each process
@@ -287,23 +288,21 @@ def test_a_killed_worker_stops_the_job_on_every_host(tmp_path, real_data_dir, cl
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
-def test_a_signal_reaches_the_workers_on_their_hosts(tmp_path, clean_network, signum):
+def test_a_signal_reaches_the_workers_on_their_hosts(tmp_path, clean_network, background, signum):
     hosts = clean_network.hosts_file(tmp_path / 'hostfile')
-    worker = script(tmp_path, ON_SIGNAL.replace('SIGNUM', signum.name))
-    proc = subprocess.Popen([*LAUNCH, '--hosts', hosts, '--remote', NETNS_REMOTE, '-n', '2',
-                             '--grace', '5', '--', *worker], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=child_env())
-    with ended(proc):
-        wait_for_files([tmp_path / 'pid-0', tmp_path / 'pid-1'])
-        sent_at = time.monotonic()
-        proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
-    assert proc.returncode == 128 + signum, stderr
-    # each worker ran its own handler for that very signal, on its own host
-    assert (tmp_path / 'interrupted-0').exists() and (tmp_path / 'interrupted-1').exists()
-    assert time.monotonic() - sent_at < 5, stderr  # no grace period spent
-    assert error_lines(stderr) == [
-        f'error: interrupted by {signum.name}; stopped all 4 processes'], stderr
+    proc = background('--hosts', hosts, '--remote', NETNS_REMOTE, '-n', '2', '--grace', '5',
+                      '--', *script(tmp_path, ON_SIGNAL.replace('SIGNUM', signum.name)))
+    wait_for_files([tmp_path / 'pid-0', tmp_path / 'pid-1'])
+    sent_at = time.monotonic()
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    took = time.monotonic() - sent_at
+    # each worker ran its own handler for that very signal, on its own host, at once
+    handled = sorted(path.name for path in tmp_path.glob('interrupted-*'))
+    assert (proc.returncode, handled, error_lines(stderr)) == (
+        128 + signum, ['interrupted-0', 'interrupted-1'],
+        [f'error: interrupted by {signum.name}; stopped all 4 processes']), stderr
+    assert took < 5, stderr  # no grace period spent
     assert wait_until_empty(clean_network, seconds=2) == {h.name: 0 for h in clean_network.hosts}
 
 
