@@ -20,8 +20,9 @@ from gluon_softmax import launch
 from gluon_softmax.launch import Host, HostsError, misfit, place, read_hosts
 from netns import INTERFACE, Network, NetnsUnavailable, Sshd
 # background is test_launch's fixture: imported, pytest offers it here too
-from test_launch import (HANG, LAUNCH, ON_SIGNAL, RUN_TIMEOUT, SPIN, SUM, background,  # noqa: F401
-                         child_env, error_lines, launch as run_launcher, script, wait_for_files)
+from test_launch import (FAIL_EARLY, HANG, LAUNCH, ON_SIGNAL, RUN_TIMEOUT, SPIN, SUM,  # noqa: F401
+                         background, child_env, error_lines, launch as run_launcher, script,
+                         wait_for_files)
 
 TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
 # launch: <role> <i> pid <PID> on <host>: the local end (ip netns exec, ssh) of each process
@@ -215,6 +216,22 @@ def test_host_usage_errors(tmp_path, monkeypatch, args, needle):
     assert 'pid' not in result.stderr
 
 
+def test_a_host_that_does_not_answer(tmp_path):
+    (tmp_path / 'hostfile').write_text('a address=192.0.2.1\n')
+    marker = f'gluon-softmax-probe-{os.getpid()}'
+    # a "remote command" that never answers: the probe gives up after min(30 s, --timeout)
+    result, seconds = run_launcher('--hosts', str(tmp_path / 'hostfile'), '--remote',
+                                   f'sh -c "sleep 60; : {marker}" {{host}}', '--timeout', '2',
+                                   '-n', '1', '--', sys.executable)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f'error: host a (--hosts {tmp_path / "hostfile"}): no answer ' \
+                            f'within 2 s\n'
+    assert 2 <= seconds < 8
+    left = [pid for pid in os.listdir('/proc') if pid.isdigit()
+            and any(marker in arg for arg in argv_of(pid))]
+    assert left == []  # the waiting remote command was killed
+
+
 # --- simulated hosts: ip netns exec ---
 
 def test_two_hosts_train_like_one_process(tmp_path, real_data_dir, clean_network):
@@ -303,6 +320,19 @@ def test_a_signal_reaches_the_workers_on_their_hosts(tmp_path, clean_network, ba
         128 + signum, ['interrupted-0', 'interrupted-1'],
         [f'error: interrupted by {signum.name}; stopped all 4 processes']), stderr
     assert took < 5, stderr  # no grace period spent
+    assert wait_until_empty(clean_network, seconds=2) == {h.name: 0 for h in clean_network.hosts}
+
+
+def test_a_failing_worker_status_is_the_exit_status(tmp_path, clean_network):
+    hosts = clean_network.hosts_file(tmp_path / 'hostfile')
+    result, seconds = hosts_launch(hosts, '-n', '2', '--grace', '2', '--',
+                                   *script(tmp_path, FAIL_EARLY))
+    assert result.returncode == 3, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and re.fullmatch(
+        r'error: worker [01] on gsns\w+ \(pid \d+\) exited with status 3; stopped the others',
+        lines[0]), result.stderr
+    assert seconds < 20
     assert wait_until_empty(clean_network, seconds=2) == {h.name: 0 for h in clean_network.hosts}
 
 
