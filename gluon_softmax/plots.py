@@ -6,6 +6,8 @@ one stateful object, :class:`LiveCurves`, redraws :func:`curves_figure` in a
 notebook after each epoch.
 """
 import math
+import os
+import sys
 
 import numpy as onp
 import plotly.graph_objects as go
@@ -24,6 +26,30 @@ WRONG = '#d62728'  # plotly's red: the titles and frames of wrong predictions
 RIGHT = '#222222'
 TEMPLATE = 'plotly_white'
 FLOAT32_MAX_EXP = math.log(onp.finfo(onp.float32).max)  # exp(x) overflows float32 above ~88.72
+NOTEBOOK_RENDERER = 'plotly_mimetype+notebook'  # in a Jupyter kernel, see use_notebook_renderer
+
+
+def use_notebook_renderer():
+    """In a Jupyter kernel, show figures both as Plotly JSON and as offline HTML."""
+    # Plotly picks its renderer when plotly.io is first imported: PLOTLY_RENDERER if set, a
+    # host's own where it detects one (colab, vscode, kaggle, ...), and in a plain Jupyter
+    # kernel 'plotly_mimetype': JSON that JupyterLab and Notebook 7 draw but that nbconvert's
+    # HTML export drops. Only that last choice is changed, to JSON for live Jupyter plus the
+    # 'notebook' HTML (plotly.js embedded once per kernel, no CDN, unlike
+    # 'notebook_connected') that exported HTML keeps and that opens offline. Outside a kernel
+    # (the CLI, tests) nothing changes; a PLOTLY_RENDERER, a host's renderer, or a default
+    # set after this import stays the user's.
+    ipython = sys.modules.get('IPython')  # a kernel has imported it; no import here
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not type(shell).__module__.startswith('ipykernel.') \
+            or os.environ.get('PLOTLY_RENDERER'):
+        return
+    import plotly.io as pio
+    if pio.renderers.default == 'plotly_mimetype':
+        pio.renderers.default = NOTEBOOK_RENDERER
+
+
+use_notebook_renderer()
 
 
 def to_numpy(a):
@@ -128,8 +154,11 @@ class LiveCurves:
         if display is None:
             return
         # Figure._ipython_display_ would ignore display_id (each epoch a new output), so the
-        # figure goes out as the raw MIME bundle of the notebook's default plotly renderer
-        bundle = self.figure()._repr_mimebundle_()
+        # figure goes out as the raw MIME bundle of the notebook's default plotly renderer.
+        # Not Figure._repr_mimebundle_: it re-activates the 'notebook' renderer on every call,
+        # which displays all of plotly.js (~5 MB) again each epoch; this activates it once.
+        import plotly.io as pio
+        bundle = pio.renderers._build_mime_bundle(self.figure().to_dict())
         if self.handle is None:
             self.handle = display(bundle, raw=True, display_id=True)
         else:

@@ -18,9 +18,9 @@ from gluon_softmax import plots
 from gluon_softmax.checkpoint import write_text
 from gluon_softmax.data import TEXT_LABELS
 from gluon_softmax.models import as_model
+from gluon_softmax.runs import PLOTLY_JS
 
 PREDICT_BATCH = 1000  # examples per forward pass when the test set is given as arrays
-PLOTLY_JS = 'plotly.min.js'  # one copy beside a run's pages, which load it by this name
 FINAL_METRICS = (('train_loss', 'train loss', '{:.4f}'),
                  ('train_acc', 'train accuracy', '{:.4f}'),
                  ('test_loss', 'test loss', '{:.4f}'),

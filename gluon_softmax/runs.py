@@ -37,8 +37,10 @@ class LossWatch:
     processes of a job first, so every worker stops at the same batch.
     """
 
-    def __init__(self, max_loss=DEFAULT_MAX_LOSS, reduce=None, check_every=CHECK_EVERY):
+    def __init__(self, max_loss=DEFAULT_MAX_LOSS, reduce=None, check_every=CHECK_EVERY,
+                 report=None):
         self.max_loss, self.reduce, self.check_every = max_loss, reduce, check_every
+        self.report = report  # report(mean loss of the batches just checked), e.g. a bar
         self.pending = []  # (batch number, loss sum on the device, batch size) not yet read
 
     def batch(self, number, loss_sum, size):
@@ -56,10 +58,13 @@ class LossWatch:
         sums = np.stack([loss_sum for _, loss_sum, _ in pending])
         if self.reduce is not None:
             sums = self.reduce(sums)
-        for (number, _, size), loss_sum in zip(pending, sums.asnumpy()):  # one device wait
+        sums = sums.asnumpy()  # the one device wait
+        for (number, _, size), loss_sum in zip(pending, sums):
             mean = float(loss_sum) / size
             if not math.isfinite(mean) or mean > self.max_loss:
                 raise Diverged(number, mean, self.max_loss)
+        if self.report is not None:
+            self.report(float(sums.sum()) / sum(size for _, _, size in pending))
 
 
 class EpochRunner:
@@ -72,14 +77,24 @@ class EpochRunner:
 
     def __init__(self, strategy, first_epoch=1, progress=None):
         self.strategy, self.epoch, self.progress = strategy, first_epoch - 1, progress
+        self.bar = None
 
     def __call__(self, net, train_iter, loss, updater, ctx=None):
         self.epoch += 1
-        batches = self.progress(train_iter, self.epoch) if self.progress else train_iter
+        self.bar = self.progress(train_iter, self.epoch) if self.progress else None
         try:
-            return self.strategy.train_epoch(net, batches, loss, updater, ctx)
+            return self.strategy.train_epoch(net, self.bar or train_iter, loss, updater, ctx)
         except Diverged as e:
             raise Diverged(e.batch, e.loss, e.max_loss, self.epoch) from None
+        finally:
+            if self.bar is not None:
+                self.bar.close()  # also on Ctrl-C: the bar leaves the screen, not half of it
+                self.bar = None
+
+    def show_loss(self, mean):
+        """Show the running mean loss on the progress bar (a ``LossWatch`` report)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f'loss {mean:.4f}', refresh=False)
 
 
 class Interrupted(Exception):
@@ -138,13 +153,14 @@ class StopOnSignal:
             raise Interrupted(self.received)
 
 
-def progress_bar(stream=sys.stderr):
+def progress_bar(num_epochs, stream=sys.stderr):
     """``progress(batches, epoch)``: a tqdm bar over each epoch when ``stream`` is a terminal."""
     if not stream.isatty():
         return None
     from tqdm import tqdm
+    width = len(str(num_epochs))
     return lambda batches, epoch: tqdm(batches, total=len(batches), leave=False, unit='batch',
-                                       desc=f'epoch {epoch}', file=stream)
+                                       desc=f'epoch {epoch:>{width}}/{num_epochs}', file=stream)
 
 
 class RunDirectoryError(Exception):
@@ -152,7 +168,8 @@ class RunDirectoryError(Exception):
 
 
 METRICS, CURVES, PARAMS, REPORT = 'metrics.json', 'curves.html', 'model.params', 'report.html'
-RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT)
+PLOTLY_JS = 'plotly.min.js'  # one copy beside a run's pages, which load it by this name
+RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT, PLOTLY_JS)
 LOCK = '.lock'
 
 

@@ -17,7 +17,8 @@ from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, a
                                       load_checkpoint, save_checkpoint, write_text)
 from gluon_softmax.cli import Parser, non_negative_int, positive_float
 from gluon_softmax.idx import SPLITS
-from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, REPORT, Diverged,
+from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, PLOTLY_JS, REPORT,
+                                Diverged,
                                 EpochRunner, Interrupted, LossWatch, RunDirectory,
                                 RunDirectoryError, StopOnSignal, progress_bar)
 from gluon_softmax.settings import KVSTORES, Recipe, add_recipe_arguments, flag_name
@@ -29,10 +30,19 @@ class UsageError(Exception):
     """A flag value that is well-formed for argparse but unusable."""
 
 
+def program_name(argv0=None):
+    """How the user started the CLI: ``gluon-softmax-train`` or ``python -m gluon_softmax[.train]``."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    if argv0.endswith('__main__.py'):
+        return 'python -m gluon_softmax'
+    if argv0.endswith('.py') or not argv0:
+        return 'python -m gluon_softmax.train'
+    return os.path.basename(argv0)  # the console script
+
+
 def build_parser():
     """The CLI's flags: the recipe's (settings.Recipe), then where and how to run it."""
-    p = Parser(prog=os.path.basename(sys.argv[0]) if sys.argv[0].endswith('-train')
-               else 'python -m gluon_softmax.train',
+    p = Parser(prog=program_name(),
                description='Train softmax regression on Fashion-MNIST with MXNet Gluon.')
     add_recipe_arguments(p)
     p.add_argument('--ctx', default='cpu', metavar='DEVICE',
@@ -194,11 +204,38 @@ def write_metrics(out, metrics, history, status):
     write_text(os.path.join(out, METRICS), json.dumps(metrics, indent=2) + '\n')
 
 
-def write_curves(out, history, impl):
-    """Write the self-contained Plotly page of the curves so far."""
-    from gluon_softmax import plots
-    fig = plots.curves_figure(history, title=f'{impl} softmax regression')
-    write_text(os.path.join(out, CURVES), fig.to_html(include_plotlyjs=True, full_html=True))
+def write_pages(out, metrics, model=None, test_iter=None):
+    """Write ``curves.html`` and ``report.html``, which load the one ``plotly.min.js`` beside them.
+
+    ``metrics`` holds the status and the history (``'epochs'``). The report shows
+    the model (predictions, mistakes, weights) only when ``model`` is given: for a
+    run that ended early it shows the curves and why the run ended.
+    """
+    from gluon_softmax import plots, report
+    history = metrics['epochs']
+    report.write_plotly_js(out)
+    write_text(os.path.join(out, CURVES), report.curves_html(history, metrics, PLOTLY_JS))
+    title, subtitle = f"{metrics['impl']} softmax regression", report.settings_summary(metrics)
+    if model is not None:
+        figures = report.report_figures(model, test_iter, history, title=title, subtitle=subtitle)
+    else:
+        figures = {'Training curves': plots.curves_figure(history, title=title,
+                                                          subtitle=subtitle)}
+    write_text(os.path.join(out, REPORT), report.report_html(metrics, figures,
+                                                             plotly_js=PLOTLY_JS))
+
+
+def end_early(out, metrics, done, status, ended, stop):
+    """Record a run that stopped before its last epoch: metrics, curves and report say why.
+
+    Written whole even if another signal comes meanwhile.
+    """
+    metrics['ended'] = ended
+
+    def write():
+        write_metrics(out, metrics, done, status)
+        write_pages(out, {**metrics, 'status': status, 'epochs': done})
+    stop.run_whole(write, raise_after=False)
 
 
 def run(args, stop):
@@ -252,16 +289,17 @@ def run(args, stop):
         stop.run_whole(save)
         print(format_epoch(entry, recipe.epochs), flush=True)
 
-    strategy = parallel.DataParallel(ctxs, workers, LossWatch(args.max_loss, workers.sum))
-    epoch_fn = EpochRunner(strategy, len(history) + 1, progress_bar() if lead else None)
+    watch = LossWatch(args.max_loss, workers.sum)
+    epoch_fn = EpochRunner(parallel.DataParallel(ctxs, workers, watch), len(history) + 1,
+                           progress_bar(recipe.epochs) if lead else None)
+    watch.report = epoch_fn.show_loss
     try:
         training.train(model.net, train_iter, test_iter, model.loss, model.updater,
                        recipe.epochs, ctxs[0], callback=after_epoch if lead else None,
                        history=history, val_iter=val_iter, epoch_fn=epoch_fn)
     except Interrupted as e:
         if lead:
-            write_metrics(out, metrics, done, 'interrupted')
-            write_curves(out, done, recipe.impl)
+            end_early(out, metrics, done, 'interrupted', {'signal': str(e)}, stop)
             saved = (f'continue with: {resume_hint(out)}' if done else
                      'no epoch finished, nothing was saved to resume from')
             print(f'interrupted ({e}) after {plural(len(done), "epoch")}; {saved}',
@@ -275,8 +313,9 @@ def run(args, stop):
         return 2
     except Diverged as e:
         if lead:
-            write_metrics(out, metrics, done, 'diverged')
-            write_curves(out, done, recipe.impl)
+            end_early(out, metrics, done, 'diverged', {'epoch': e.epoch, 'batch': e.batch,
+                                                       'loss': e.loss, 'max_loss': e.max_loss},
+                      stop)
             kept = f'the checkpoint of epoch {len(done)} is kept' if done else 'no epoch completed'
             print(f'error: {e} (--lr {recipe.lr}, --max-loss {args.max_loss:g}); {kept} '
                   f'in {out}', file=sys.stderr)
@@ -302,15 +341,10 @@ def run(args, stop):
 
 def write_results(out, model, test_iter, metrics, done):
     """Write the finished run's parameters, curves, report and metrics; returns the status."""
-    from gluon_softmax import report
-    impl = metrics['impl']
     atomic_write(os.path.join(out, PARAMS), model.net.save_parameters)
-    write_curves(out, done, impl)
-    figures = report.report_figures(model, test_iter, done, title=f'{impl} softmax regression')
-    write_text(os.path.join(out, REPORT),
-               report.report_html({**metrics, 'status': 'complete', 'epochs': done}, figures))
+    write_pages(out, {**metrics, 'status': 'complete', 'epochs': done}, model, test_iter)
     write_metrics(out, metrics, done, 'complete')
-    print(f'wrote {METRICS}, {CURVES}, {REPORT}, {PARAMS} and {CHECKPOINT} to {out}')
+    print(f'wrote {METRICS}, {CURVES}, {REPORT}, {PARAMS}, {CHECKPOINT} and {PLOTLY_JS} to {out}')
     digests = metrics.get('parameter_sha256_by_worker', [])
     if len(set(digests)) > 1:
         print('error: the workers ended with different parameters (see '
@@ -344,6 +378,9 @@ def main(argv=None, as_program=False):
     args = build_parser().parse_args(argv)
     stop = StopOnSignal()
     stop.install()
+    if os.environ.get('DMLC_ROLE') != 'worker':  # in a job, worker 0 speaks once it knows its rank
+        # importing MXNet takes seconds: say something first
+        print('loading MXNet and Fashion-MNIST ...', flush=True)
     try:
         errors = domain_errors()
         try:

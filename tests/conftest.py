@@ -1,10 +1,13 @@
-"""Shared fixtures: MXNet's NumPy mode, tiny IDX files written on the fly, the real data set.
+"""Shared fixtures: MXNet's NumPy mode, tiny IDX files written on the fly, the real data set;
+headless Chromium for the pages with figures (the report, the exported notebook).
 
 Other test modules may import the helpers directly (``from conftest import write_idx``).
 """
 import gzip
+import html.parser
 import os
 import struct
+import subprocess
 
 import numpy as onp
 import pytest
@@ -100,3 +103,71 @@ def assert_usage_error(capsys, argv, *needles):
     for needle in needles:
         assert needle in lines[0]
     return lines[0]
+
+
+# ----------------------------------------------------------------------------- browser
+
+CHROMIUM = '/usr/bin/chromium'
+# no host name resolves (file:// pages still load): a page that renders here renders offline
+CHROMIUM_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+                  '--no-first-run', '--disable-background-networking',
+                  '--disable-component-update', '--disable-sync',
+                  '--host-resolver-rules=MAP * ~NOTFOUND')
+
+
+def chromium():
+    """The browser, or skip (fail when GLUON_SOFTMAX_REQUIRE_BROWSER=1)."""
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    if os.environ.get('GLUON_SOFTMAX_REQUIRE_BROWSER') == '1':
+        pytest.fail(f'{CHROMIUM} not found and GLUON_SOFTMAX_REQUIRE_BROWSER=1 '
+                    '(apt-get install -y chromium)')
+    pytest.skip(f'{CHROMIUM} not found (apt-get install -y chromium); '
+                'set GLUON_SOFTMAX_REQUIRE_BROWSER=1 to make this a failure')
+
+
+def run_chromium(tmp_path, *args):
+    """Run headless Chromium with a profile under ``tmp_path``; its completed process."""
+    profile = tmp_path / 'chromium-profile'
+    profile.mkdir(exist_ok=True)
+    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+class RenderedFigures(html.parser.HTMLParser):
+    """For each plotly graph div of a rendered DOM, the classes of the svg elements inside it."""
+
+    VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'param',
+            'source', 'track', 'wbr'}
+
+    def __init__(self):
+        super().__init__()
+        self.svgs = {}  # div id -> list of svg classes
+        self.stack = []  # open tags, each with the graph div it belongs to
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        owner = self.stack[-1][1] if self.stack else None
+        classes = (attrs.get('class') or '').split()
+        if tag == 'div' and 'plotly-graph-div' in classes:
+            owner = attrs.get('id')
+            self.svgs[owner] = []
+        if tag == 'svg' and owner is not None:
+            self.svgs[owner].extend(classes)
+        if tag not in self.VOID:
+            self.stack.append((tag, owner))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in self.VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag):
+        # pop up to the matching tag (tolerates the odd unclosed element)
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                break
+

@@ -180,6 +180,10 @@ def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path,
     assert 'Traceback' not in result.stderr
     assert (out / 'checkpoint.npz').read_bytes() == before
     assert metrics_of(out)['status'] == 'diverged' and len(metrics_of(out)['epochs']) == 1
+    # the pages say why the run ended, and where
+    ended = metrics_of(out)['ended']
+    why = f"This run did not complete: diverged at epoch 2, batch {ended['batch']}"
+    assert why in (out / 'curves.html').read_text() and why in (out / 'report.html').read_text()
 
     fresh = tmp_path / 'lr1000'
     result = cli('--lr', '1000', '--seed', '0', '--out', str(fresh))
@@ -222,3 +226,12 @@ def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(
     assert metrics['status'] == 'interrupted' and [e['epoch'] for e in metrics['epochs']] == [1]
     assert (out / 'checkpoint.npz').exists() and (out / 'curves.html').exists()
     assert not [name for name in os.listdir(out) if name.endswith('.tmp')]
+    why = f'This run did not complete: interrupted by {signal.Signals(signum).name} during epoch 2'
+    assert why in (out / 'report.html').read_text() and why in (out / 'curves.html').read_text()
+
+    # the hint works as printed: pasted into a shell elsewhere, with no venv activated
+    hint = err.split('continue with: ', 1)[1].strip()
+    resumed = subprocess.run(['sh', '-c', hint], cwd='/', env={'PATH': '/usr/bin:/bin'},
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics_of(out)['status'] == 'complete' and len(metrics_of(out)['epochs']) == 3

@@ -3,15 +3,19 @@ import ast
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from plotly.offline import get_plotlyjs
 
 import gluon_softmax
+from conftest import RenderedFigures, run_chromium
 from gluon_softmax import context, training
 from gluon_softmax.settings import Recipe
 
@@ -139,3 +143,58 @@ def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir
     figures = sum(len(plotly_outputs(cell)) for cell in cells)
     assert figures >= 14  # every figure of the walk-through was displayed
     json.dumps(nb)  # the executed notebook is still plain JSON
+
+    # the same run exported as `jupyter nbconvert --to html --execute` does: every figure is
+    # in the page and drawn by the plotly.js embedded in it, in a browser with no network
+    assert all('text/html' in out['data'] for cell in cells for out in plotly_outputs(cell))
+    page = export_html(nb, tmp_path / 'softmax_regression.html')
+    assert page.count(get_plotlyjs()[:300]) == 1  # plotly.js once, not once per figure
+    parser = RenderedFigures()
+    parser.feed(page)
+    assert len(parser.svgs) == figures, 'a figure output without its plotly-graph-div'
+    url = (tmp_path / 'softmax_regression.html').as_uri()
+    dom = run_chromium(tmp_path, '--virtual-time-budget=20000', '--dump-dom', url).stdout
+    parser = RenderedFigures()
+    parser.feed(dom)
+    assert len(parser.svgs) == figures, f'{len(parser.svgs)} of {figures} figures in the DOM'
+    undrawn = [div for div, classes in parser.svgs.items() if 'main-svg' not in classes]
+    assert not undrawn, f'{len(undrawn)} of {figures} figures not drawn by plotly.js'
+    print(f'{figures} figures in the exported page, all drawn by headless Chromium: {url}')
+    screenshot_cells(tmp_path, tmp_path / 'softmax_regression.html',
+                     first_cell_before(nb, live_cells[0]), tmp_path / 'notebook.png')
+
+
+def export_html(nb, path):
+    """Write the executed notebook as nbconvert's HTML (its default template); the page."""
+    from nbconvert import HTMLExporter
+    page, _ = HTMLExporter().from_notebook_node(nb)
+    path.write_text(page, encoding='utf-8')
+    return page
+
+
+def first_cell_before(nb, cell):
+    """The markdown cell just above ``cell`` when there is one (it says what the cell shows)."""
+    i = nb.cells.index(cell)
+    return nb.cells[i - 1] if i and nb.cells[i - 1].cell_type == 'markdown' else cell
+
+
+def screenshot_cells(tmp_path, html_path, first, png, size=(1280, 900)):
+    """A screenshot of an exported notebook from cell ``first`` down, kept in
+    GLUON_SOFTMAX_SCREENSHOT_DIR when set (``notebooks/images/notebook.png``)."""
+    # the cells above are hidden (a copy of the page), so the screenshot starts at ``first``
+    hide = f'<style>.jp-Cell:has(~ #cell-id\\={first.id}) {{ display: none; }}</style>'
+    page = html_path.read_text(encoding='utf-8')
+    assert f'id="cell-id={first.id}"' in page
+    page = page.replace('</head>', hide + '</head>', 1)
+    cropped = html_path.with_name(html_path.stem + '-from-cell.html')
+    cropped.write_text(page, encoding='utf-8')
+    run_chromium(tmp_path, '--virtual-time-budget=20000', f'--screenshot={png}',
+                 f'--window-size={size[0]},{size[1]}', cropped.as_uri())
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    from PIL import Image  # Pillow comes with d2l's matplotlib
+    with Image.open(png) as image:  # a figure brings hundreds of colours, a blank page a few
+        assert image.size == size and len(image.convert('RGB').getcolors(1 << 20)) > 200
+    keep = os.environ.get('GLUON_SOFTMAX_SCREENSHOT_DIR')
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(png, os.path.join(keep, png.name))

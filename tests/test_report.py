@@ -2,7 +2,6 @@
 import html.parser
 import os
 import shutil
-import subprocess
 
 import mxnet as mx
 import numpy as onp
@@ -10,15 +9,12 @@ import pytest
 from mxnet import np, npx
 from plotly.offline import get_plotlyjs
 
+from conftest import RenderedFigures, chromium, run_chromium
 from gluon_softmax import concise, plots, report, scratch
 from gluon_softmax.data import TEXT_LABELS, ArrayLoader
 
 npx.set_np()
 
-CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-                  '--no-first-run', '--disable-background-networking',
-                  '--disable-component-update', '--disable-sync')
 FIGURES = ('Training curves', 'Confusion matrix', 'Most-confused pairs', 'Accuracy per class',
            'Mistakes', 'Predictions', 'Weight templates')
 
@@ -192,60 +188,7 @@ def test_report_html_escapes_and_accepts_a_list_of_figures():
 
 # ----------------------------------------------------------------------------- browser
 
-def chromium():
-    """The browser, or skip (fail when GLUON_SOFTMAX_REQUIRE_BROWSER=1)."""
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    if os.environ.get('GLUON_SOFTMAX_REQUIRE_BROWSER') == '1':
-        pytest.fail(f'{CHROMIUM} not found and GLUON_SOFTMAX_REQUIRE_BROWSER=1 '
-                    '(apt-get install -y chromium)')
-    pytest.skip(f'{CHROMIUM} not found (apt-get install -y chromium); '
-                'set GLUON_SOFTMAX_REQUIRE_BROWSER=1 to make this a failure')
-
-
-def run_chromium(tmp_path, *args):
-    profile = tmp_path / 'chromium-profile'
-    profile.mkdir(exist_ok=True)
-    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args],
-                            capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
-
-
-class RenderedFigures(html.parser.HTMLParser):
-    """For each plotly graph div of a rendered DOM, the classes of the svg elements inside it."""
-
-    VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'param',
-            'source', 'track', 'wbr'}
-
-    def __init__(self):
-        super().__init__()
-        self.svgs = {}  # div id -> list of svg classes
-        self.stack = []  # open tags, each with the graph div it belongs to
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        owner = self.stack[-1][1] if self.stack else None
-        classes = (attrs.get('class') or '').split()
-        if tag == 'div' and 'plotly-graph-div' in classes:
-            owner = attrs.get('id')
-            self.svgs[owner] = []
-        if tag == 'svg' and owner is not None:
-            self.svgs[owner].extend(classes)
-        if tag not in self.VOID:
-            self.stack.append((tag, owner))
-
-    def handle_startendtag(self, tag, attrs):
-        self.handle_starttag(tag, attrs)
-        if tag not in self.VOID:
-            self.stack.pop()
-
-    def handle_endtag(self, tag):
-        # pop up to the matching tag (tolerates the odd unclosed element)
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == tag:
-                del self.stack[i:]
-                break
+# chromium(), run_chromium() and RenderedFigures are in conftest.py (the notebook's too)
 
 
 @pytest.mark.integration

@@ -7,6 +7,7 @@ import sys
 
 import mxnet as mx
 import pytest
+from plotly.offline import get_plotlyjs
 
 from gluon_softmax import concise, scratch
 
@@ -104,13 +105,24 @@ def test_short_run_writes_metrics_curves_and_parameters(tmp_path, real_data_dir,
         assert 0 < entry['test_loss'] < 2.31
 
     html = (out / 'curves.html').read_text()
-    # self-contained: plotly.js is inlined, no script is fetched from the network
-    assert 'plotly.js' in html and not re.search(r'<script[^>]*\ssrc=', html)
+    # offline: the only script loaded is the one copy of plotly.js beside the page
+    assert re.findall(r'<script[^>]*\ssrc="([^"]*)"', html) == ['plotly.min.js']
     for name in ('train loss', 'test loss', 'train acc', 'test acc'):
         assert f'"name":"{name}"' in html
+    assert f'{impl}, 2 epochs, lr 0.1, batch size 256, seed 3, on cpu(0)' in html  # subtitle
 
     report = (out / 'report.html').read_text()
-    assert report.count('class="plotly-graph-div"') >= 4 and f'<td>{impl}</td>' in report
+    assert report.count('class="plotly-graph-div"') == 7 and f'<td>{impl}</td>' in report
+    assert re.findall(r'<script[^>]*\ssrc="([^"]*)"', report) == ['plotly.min.js']
+    for heading in ('Mistakes', 'Most-confused pairs', 'Predictions', 'Weight templates'):
+        assert f'<h2>{heading}</h2>' in report
+    assert 'did not complete' not in report
+
+    # one copy of plotly.js in the run directory, which stays small
+    bundle = get_plotlyjs()[:300]
+    files = [path for path in out.iterdir() if path.is_file()]
+    assert [p.name for p in files if bundle in p.read_text(errors='ignore')] == ['plotly.min.js']
+    assert sum(p.stat().st_size for p in files) <= 6 * 2 ** 20
 
     # the saved parameters load into a fresh model of the same kind
     if impl == 'concise':
