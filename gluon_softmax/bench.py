@@ -143,6 +143,13 @@ def report(results):
     if s['book_batches']:
         lines.append(f"* --quick: the book row times only the first {s['book_batches']} batches "
                      'of each epoch and scales the time to a full epoch')
+    concise_row = next((row for row in results['rows'] if row['name'] == 'concise'
+                        and 'test_pass_with_loss_s' in row), None)
+    if concise_row:
+        only, both = concise_row['test_pass_accuracy_s'], concise_row['test_pass_with_loss_s']
+        lines += [f'test pass (concise, 10000 images): accuracy only {only:.4f} s, with the '
+                  f'test loss {both:.4f} s ({both / only:.2f}x, timed alternately); one such '
+                  'pass per epoch', '']
     lines += ['speed-up vs book = book s/epoch / row s/epoch; time / pytorch = row s/epoch / '
               'pytorch s/epoch; peak RSS is the row\'s own process (ru_maxrss)'
               + (f"; the book's largest DataLoader worker peaked at "
@@ -225,16 +232,41 @@ def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batche
 
     seconds = time_epochs(run_epoch, warmup, epochs)
     test_acc = training.evaluate_accuracy(model.net, test_iter, ctx)
+    test_pass = time_test_passes(model, test_iter, ctx, repeats=max(epochs, 3))
     # the DataLoader terminates and joins its workers when collected: then
     # RUSAGE_CHILDREN holds the largest worker's peak
     del train_iter, test_iter
     gc.collect()
     scale = num_batches / timed_batches
     return summarize(name, [s * scale for s in seconds], warmup=warmup, batch_size=batch_size,
-                     resize=side, test_acc=test_acc, num_batches=num_batches,
+                     resize=side, test_acc=test_acc, num_batches=num_batches, **test_pass,
                      extrapolated_from_batches=timed_batches if scale != 1 else None,
                      peak_rss_mib=peak_rss_mib(),
                      peak_rss_workers_mib=peak_rss_mib(resource.RUSAGE_CHILDREN) or None)
+
+
+def time_test_passes(model, test_iter, ctx, repeats):
+    """Median seconds of the test pass with accuracy only (the book's) and with loss too.
+
+    The two are timed alternately, so a busy machine slows both alike; their
+    ratio is the cost of recording the test loss each epoch.
+    """
+    from mxnet import npx
+
+    from gluon_softmax import training
+
+    def accuracy_only():
+        training.evaluate_accuracy(model.net, test_iter, ctx)
+
+    def with_loss():
+        training.evaluate(model.net, test_iter, model.loss, ctx)
+    timed = {accuracy_only: [], with_loss: []}
+    for _ in range(repeats):
+        for run in timed:
+            timed[run].extend(time_epochs(run, 0, 1))
+            npx.waitall()
+    return {'test_pass_accuracy_s': statistics.median(timed[accuracy_only]),
+            'test_pass_with_loss_s': statistics.median(timed[with_loss])}
 
 
 def read_flat(data_dir, train):
