@@ -354,8 +354,8 @@ def confused_pairs_figure(cm, labels=None, k=10,
                           title='Most-confused pairs of classes (test set)'):
     """The ``k`` largest off-diagonal counts of a confusion matrix as bars, largest on top."""
     pairs = most_confused_pairs(cm, labels, k)
-    fig = go.Figure(go.Bar(x=[count for _, _, count in pairs][::-1],
-                           y=[f'{true} taken for {predicted}' for true, predicted, _ in pairs][::-1],
+    names = [f'{true} taken for {predicted}' for true, predicted, _ in pairs]
+    fig = go.Figure(go.Bar(x=[count for _, _, count in pairs][::-1], y=names[::-1],
                            orientation='h', marker_color=WRONG))
     fig.update_layout(title=title, template=TEMPLATE, height=120 + 28 * max(len(pairs), 1),
                       xaxis_title='test images', margin=dict(l=220))

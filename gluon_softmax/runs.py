@@ -197,7 +197,7 @@ class RunDirectory:
 
     @classmethod
     def unique(cls, parent, prefix):
-        """A new directory ``parent/prefix-<timestamp>[-N]``, created here so no other run gets it."""
+        """A new directory ``parent/prefix-<timestamp>[-N]``, made here so no other run gets it."""
         os.makedirs(parent, exist_ok=True)
         base = os.path.join(parent, f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
         for n in range(1, 1000):

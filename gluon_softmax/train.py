@@ -31,7 +31,7 @@ class UsageError(Exception):
 
 
 def program_name(argv0=None):
-    """How the user started the CLI: ``gluon-softmax-train`` or ``python -m gluon_softmax[.train]``."""
+    """How the CLI was started: ``gluon-softmax-train`` or ``python -m gluon_softmax[.train]``."""
     argv0 = sys.argv[0] if argv0 is None else argv0
     if argv0.endswith('__main__.py'):
         return 'python -m gluon_softmax'
@@ -260,6 +260,10 @@ def run(args, stop):
     train_iter, val_iter, test_iter = load_iters(recipe, args, ctxs[0])
     if lead:
         out = claim_out(args, recipe, out).path
+    if workers.distributed:
+        # the others read the checkpoint only once worker 0 owns the directory (and has
+        # removed what a killed run left there, which would include their temporary files)
+        workers.barrier()
     model = models.build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
     checkpoint = os.path.join(out, CHECKPOINT)
     history = load_checkpoint(checkpoint, model) if args.resume else []
