@@ -19,8 +19,8 @@ HERE = '%d.%d' % sys.version_info[:2]
 
 def find_python(minor):
     """A runnable python3.<minor> (on PATH or under pyenv), or None."""
-    candidates = [shutil.which(f'python3.{minor}')]
-    candidates += sorted(glob.glob(os.path.expanduser(f'~/.pyenv/versions/3.{minor}.*/bin/python3.{minor}')))
+    pyenv = os.path.expanduser(f'~/.pyenv/versions/3.{minor}.*/bin/python3.{minor}')
+    candidates = [shutil.which(f'python3.{minor}')] + sorted(glob.glob(pyenv))
     for path in filter(None, candidates):
         if subprocess.run([path, '-c', ''], capture_output=True).returncode == 0:
             return path
