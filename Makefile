@@ -1,20 +1,44 @@
-# Every target sets up .venv first (Python 3.11: MXNet 1.9.1 needs NumPy 1.23.5, which has
-# no wheels for 3.12+), then makes sure the data set is present.
-PYTHON ?= python3.11
-VENV := .venv
+# Every target sets up the venv first, then makes sure the data set is present.
+#
+# The interpreter: PYTHON=..., else the first of python3.11 and python3.12 that runs (a pyenv shim
+# can exist without running). MXNet 1.9.1 needs NumPy < 2, which stops at Python 3.12.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(or $(firstword $(foreach p,python3.11 python3.12,$(shell $(p) -c '' 2>/dev/null && echo $(p)))),python3.11)
+endif
+# VENV=.venv-3.12 keeps a second venv beside the first (CI's 3.12 leg does).
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup data train test bench notebook clean
+# major.minor of an interpreter, empty when it does not run
+version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+WANT := $(call version_of,$(PYTHON))
+HAVE := $(call version_of,$(PY))
+# d2l 1.0.3 pins NumPy 1.23.5 etc., which have no 3.12 wheels: there it goes in with --no-deps
+# (setup.cfg lists what it imports instead).
+NO_DEPS_D2L := $(filter 3.12,$(WANT))
+
+.PHONY: setup data train test test-fast bench notebook clean FORCE
 
 setup: $(STAMP)
 
+# The venv heals itself: one made by another interpreter (make PYTHON=... switched) or one whose
+# python no longer runs is rebuilt, without make clean.
+ifneq ($(HAVE),$(WANT))
+$(STAMP): FORCE
+endif
+
 $(STAMP): setup.cfg pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv) or run make PYTHON=/path/to/python3.11"; exit 2; }
+	@[ -n "$(WANT)" ] || { echo "error: $(PYTHON) does not run; install Python 3.11 or 3.12 (e.g. apt-get install python3.12-venv, uv python install 3.12) or run make PYTHON=/path/to/python3.12" >&2; exit 2; }
+	@$(PYTHON) gluon_softmax/_compat.py || exit 2
+	@if [ -e $(VENV) ] && [ "$(HAVE)" != "$(WANT)" ]; then \
+	  echo "rebuilding $(VENV): it has Python $(or $(HAVE),that no longer runs), $(PYTHON) is $(WANT)"; \
+	  rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(if $(NO_DEPS_D2L),$(PY) -m pip install --quiet --no-deps d2l==1.0.3)
 	touch $(STAMP)
 
 # Debian/Ubuntu ship the real data set as a package; as root we install it, otherwise we
@@ -39,6 +63,10 @@ train: data
 test: data
 	$(PY) -m pytest $(ARGS)
 
+# The tests a learner can afford: leaves out those marked slow (10-epoch runs, process jobs).
+test-fast: data
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
 bench: data
 	$(PY) -m gluon_softmax.bench $(ARGS)
 
@@ -47,4 +75,4 @@ notebook: data
 	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/softmax_regression.ipynb
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv .venv-3.12 build *.egg-info .pytest_cache

@@ -3,6 +3,7 @@
 The public names below are imported on first use, so ``import gluon_softmax``
 does not load MXNet or Plotly until something needs them.
 """
+from . import _compat  # noqa: F401  first: Python/NumPy checks, np.bool before any MXNet import
 import importlib
 
 __version__ = '0.1.0'
