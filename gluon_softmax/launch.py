@@ -11,7 +11,7 @@ MXNet's parameter-server kvstore (ps-lite) needs three kinds of processes: one
 scheduler, which every other process contacts first; servers, which hold the
 parameters; and workers, which run the training command and call
 ``mx.kv.create('dist_sync')``. The launcher starts the scheduler and the
-servers as ``python -c "import mxnet"`` (importing MXNet with ``DMLC_ROLE`` set
+servers as ``python -c "import gluon_softmax, mxnet"`` (importing MXNet with ``DMLC_ROLE`` set
 to ``scheduler`` or ``server`` runs that role's loop and exits when the job
 ends) and ``WORKERS`` copies of the command, all on the loopback interface.
 Each process learns its part from the environment (see :func:`dmlc_env`), and
@@ -69,7 +69,9 @@ PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 SETTLE_SECONDS = 1.0  # after a first failure, how long to wait for the others to show theirs
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LOOPBACK_HOST, LOOPBACK_INTERFACE = '127.0.0.1', 'lo'
-SERVICE_COMMAND = (sys.executable, '-c', 'import mxnet')
+# importing gluon_softmax first restores numpy.bool, which MXNet needs on NumPy 1.26 (Python 3.12)
+SERVICE_CODE = 'import gluon_softmax, mxnet'
+SERVICE_COMMAND = (sys.executable, '-c', SERVICE_CODE)
 DEFAULT_REMOTE = 'ssh -o BatchMode=yes {host}'
 HOST_OPTIONS = ('slots', 'address', 'interface')  # the NAME=VALUE words a hosts file line may have
 PROBE_SECONDS = 30.0  # how long a host gets to answer FACTS before the job is refused
@@ -502,7 +504,7 @@ def start_all(args, plan, children):
     for role, index, host in plan:
         variables = {**dmlc_env(role, args.num_workers, args.num_servers, port, root.address,
                                 host.interface, host.address), **args.env}
-        command = args.command if role == 'worker' else [python, '-c', 'import mxnet']
+        command = args.command if role == 'worker' else [python, '-c', SERVICE_CODE]
         argv = remote_argv(args.remote, host, remote_line(args.cwd, command, variables))
         children.append(start(role, index, argv, os.environ, host))
 

@@ -23,6 +23,7 @@ PID_LINE = re.compile(r'^launch: (scheduler|server|worker) (\d+) pid (\d+)$', re
 # files to know every worker is inside the job.
 CONNECT = '''
 import os, signal, sys, time
+import gluon_softmax  # first: it restores numpy.bool for MXNet (Python 3.12)
 import mxnet as mx
 out_dir = sys.argv[1]
 kv = mx.kv.create('dist_sync')
@@ -52,6 +53,7 @@ while True:
 # blocks in kv.init waiting for its peer, forever.
 FAIL_EARLY = '''
 import os, sys
+import gluon_softmax  # first: it restores numpy.bool for MXNet (Python 3.12)
 import mxnet as mx
 try:
     os.close(os.open(os.path.join(sys.argv[1], 'failed'), os.O_CREAT | os.O_EXCL))
