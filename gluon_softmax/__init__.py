@@ -3,8 +3,17 @@
 The public names below are imported on first use, so ``import gluon_softmax``
 does not load MXNet or Plotly until something needs them.
 """
-from . import _compat  # noqa: F401  first: Python/NumPy checks, np.bool before any MXNet import
 import importlib
+import os
+import sys
+
+if sys.argv[:1] == ['-m'] or os.path.basename(sys.argv[0] if sys.argv else '') == \
+        'gluon-softmax-train':
+    # a command line of ours is starting (python -m gluon_softmax..., the console script):
+    # Ctrl-C answers in one line from the first moment, until the program's own handlers
+    from .cli import exit_on_signals
+    exit_on_signals()
+from . import _compat  # noqa: F401,E402  Python/NumPy checks, np.bool before any MXNet import
 
 __version__ = '0.1.0'
 

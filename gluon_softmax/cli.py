@@ -5,6 +5,8 @@ it without loading MXNet.
 """
 import argparse
 import math
+import os
+import signal
 
 EXIT_USAGE = 2
 
@@ -34,3 +36,18 @@ positive_int = number_type(int, 1, expected='an integer >= 1')
 non_negative_int = number_type(int, 0, expected='an integer >= 0')
 positive_float = number_type(float, 0, low_ok=False, expected='a positive finite number')
 non_negative_float = number_type(float, 0, expected='a finite number >= 0')
+
+
+def exit_on_signals():
+    """Until a program installs its own handlers, SIGINT/SIGTERM end it with one line.
+
+    Leaving with ``os._exit`` rather than an exception: raised inside an
+    extension module's import (NumPy's, MXNet's) an exception comes out as that
+    library's ImportError essay.
+    """
+    def handler(signum, frame):
+        os.write(2, f'interrupted ({signal.Signals(signum).name}) while starting; nothing was '
+                    'saved\n'.encode())
+        os._exit(128 + signum)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)

@@ -3,6 +3,7 @@
 None of this is in the chapter's loop: it plugs into ``training.train`` as its
 ``epoch_fn`` (:class:`EpochRunner`) and ``callback``.
 """
+import ctypes
 import datetime
 import errno
 import fcntl
@@ -12,6 +13,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 
 from gluon_softmax.checkpoint import CHECKPOINT
 
@@ -97,8 +99,13 @@ class EpochRunner:
             self.bar.set_postfix_str(f'loss {mean:.4f}', refresh=False)
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; raised in the main thread by :class:`StopOnSignal`."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; raised in the main thread by :class:`StopOnSignal`.
+
+    A BaseException, as KeyboardInterrupt is: code that turns any Exception into
+    its own error (a checkpoint that "is not a checkpoint", MXNet's DataLoader
+    terminating its pool) must let it through.
+    """
 
     def __init__(self, signum):
         super().__init__(signal.Signals(signum).name)
@@ -109,6 +116,24 @@ class Interrupted(Exception):
         return Interrupted, (self.signum,)
 
 
+def loader_worker_dispositions():
+    """In a forked DataLoader worker: out of the CLI's process group, dying with the parent.
+
+    Ctrl-C in a terminal, ``kill -TERM -PGID`` or a service manager signal the
+    whole process group; a worker killed that way may die holding its pool's
+    queue lock, and the pool's clean-up would then wait for it forever. In a
+    group of its own a worker gets only what its pool sends it (SIGTERM, with
+    the default action: it ends), and SIGKILL when the CLI process dies.
+    """
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent still kills them on exit
+        pass
+
+
 class StopOnSignal:
     """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written.
 
@@ -117,6 +142,8 @@ class StopOnSignal:
     default (SIGTERM ends the worker, which is how its pool stops it), while
     Ctrl-C, sent to the whole process group, is left to the main process.
     """
+
+    fork_hook = False  # os.register_at_fork hooks cannot be removed: register once
 
     def __init__(self):
         self.received = None
@@ -131,13 +158,27 @@ class StopOnSignal:
                 os.kill(os.getpid(), signum)
             return
         self.received = signum
-        if not self.holding:
-            raise Interrupted(signum)
+        if self.holding:
+            return
+        if frame is not None and frame.f_code.co_name == '__del__':
+            # raised here it would be printed and dropped by the finalizer: ask again soon
+            threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+            return
+        raise Interrupted(signum)
 
-    def install(self):
-        """Install the handlers (main thread only)."""
+    def install(self, children_ignore=False):
+        """Install the handlers (main thread only).
+
+        ``children_ignore`` (for the CLI process, which forks only DataLoader
+        workers): each forked child is set up by :func:`loader_worker_dispositions`,
+        at the kernel, not by a Python handler (one of MXNet's threads may take
+        the signal while the worker waits on a lock).
+        """
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self.handler)
+        if children_ignore and not StopOnSignal.fork_hook:
+            os.register_at_fork(after_in_child=loader_worker_dispositions)
+            StopOnSignal.fork_hook = True
 
     def run_whole(self, work, raise_after=True):
         """Run ``work()`` without being cut off, then act on a signal that came meanwhile.
@@ -153,8 +194,9 @@ class StopOnSignal:
             raise Interrupted(self.received)
 
 
-def progress_bar(num_epochs, stream=sys.stderr):
+def progress_bar(num_epochs, stream=None):
     """``progress(batches, epoch)``: a tqdm bar over each epoch when ``stream`` is a terminal."""
+    stream = sys.stderr if stream is None else stream
     if not stream.isatty():
         return None
     from tqdm import tqdm
@@ -171,11 +213,13 @@ METRICS, CURVES, PARAMS, REPORT = 'metrics.json', 'curves.html', 'model.params',
 PLOTLY_JS = 'plotly.min.js'  # one copy beside a run's pages, which load it by this name
 RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT, PLOTLY_JS)
 LOCK = '.lock'
+TEMPORARY_PREFIXES = tuple('.' + name for name in RUN_FILES) + ('.checkpoint-part-', '.probe-')
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def is_temporary(name):
-    """Our temporary files: a hidden name ending in ``.tmp`` (see ``checkpoint.atomic_write``)."""
-    return name.startswith('.') and name.endswith('.tmp')
+    """Our temporary files (``checkpoint.atomic_write``'s, the probe's); never the user's."""
+    return name.endswith('.tmp') and name.startswith(TEMPORARY_PREFIXES)
 
 
 class RunDirectory:
@@ -227,7 +271,14 @@ class RunDirectory:
         except RunDirectoryError:
             if created_lock:  # a refused directory is left as it was found
                 os.remove(os.path.join(self.path, LOCK))
+            self.release()
             raise
+
+    def release(self):
+        """Give the directory up (a process's end does it too)."""
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
     def _take(self, mode):
         """Check and prepare the locked directory for ``mode``."""
@@ -248,8 +299,10 @@ class RunDirectory:
             for name in entries:
                 os.remove(os.path.join(self.path, name))
             return self
-        self._fail(f'holds an earlier run (status {status}); continue it with --resume '
-                   f'{self.path}, replace it with --overwrite, or choose a new directory')
+        resume = (f'continue it with --resume {self.path}, '
+                  if os.path.exists(os.path.join(self.path, CHECKPOINT)) else '')
+        self._fail(f'holds an earlier run (status {status}); {resume}replace it with '
+                   '--overwrite, or choose a new directory')
         return self
 
     def _run_status(self):

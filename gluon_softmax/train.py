@@ -12,6 +12,7 @@ import os
 import random
 import shlex
 import sys
+import traceback
 
 from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, atomic_write,
                                       load_checkpoint, save_checkpoint, write_text)
@@ -100,6 +101,12 @@ def resolve_settings(args):
         with open(path, encoding='utf-8') as f:
             saved = json.load(f)
         # runs written before impl and seed were hyperparameters kept them at the top level
+        if not isinstance(saved, dict) or not isinstance(saved.get('hyperparameters'), dict):
+            raise ValueError('no dict of hyperparameters in it')
+        for key in ('impl', 'seed'):
+            if saved['hyperparameters'].get(key, saved[key]) != saved[key]:
+                raise ValueError(f'{key} is {saved[key]!r}, but '
+                                 f'{saved["hyperparameters"][key]!r} in hyperparameters')
         recipe = Recipe.from_dict({'impl': saved['impl'], 'seed': saved['seed'],
                                    **saved['hyperparameters']})
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -112,8 +119,9 @@ def resolve_settings(args):
     epochs = given.get('epochs', recipe.epochs)
     if recipe.lr_schedule == 'cosine' and epochs != recipe.epochs:
         # the schedule restored with the trainer decays to 0 over the run's own epochs
-        raise UsageError(f'--epochs {epochs}: this run\'s cosine schedule reaches lr 0 at its '
-                         f'{recipe.epochs} epochs; start a new run for a longer schedule')
+        raise UsageError(f'--epochs {epochs}: this run\'s cosine schedule reaches lr 0 after its '
+                         f'{plural(recipe.epochs, "epoch")}; start a new run for a longer '
+                         'schedule')
     recipe.epochs = epochs
     return recipe, args.resume
 
@@ -247,7 +255,7 @@ def run(args, stop):
     check_settings(recipe)
     from mxnet import npx
 
-    from gluon_softmax import data, models, parallel, training
+    from gluon_softmax import models, parallel
     from gluon_softmax.context import parse_ctx
     ctxs = parse_ctx(args.ctx)
     npx.set_np()
@@ -257,13 +265,25 @@ def run(args, stop):
         # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all
         recipe.seed = workers.broadcast_int(recipe.seed)
     models.set_seed(recipe.seed)
-    train_iter, val_iter, test_iter = load_iters(recipe, args, ctxs[0])
-    if lead:
-        out = claim_out(args, recipe, out).path
-    if workers.distributed:
-        # the others read the checkpoint only once worker 0 owns the directory (and has
-        # removed what a killed run left there, which would include their temporary files)
-        workers.barrier()
+    iters = load_iters(recipe, args, ctxs[0])
+    directory = claim_out(args, recipe, out) if lead else None
+    try:
+        if workers.distributed:
+            # the others read the checkpoint only once worker 0 owns the directory (and has
+            # removed what a killed run left there, which would include their temporary files)
+            workers.barrier()
+        return train_run(args, stop, recipe, directory.path if lead else out, ctxs, workers,
+                         iters)
+    finally:
+        if directory is not None:
+            directory.release()
+
+
+def train_run(args, stop, recipe, out, ctxs, workers, iters):
+    """Train in the claimed run directory ``out``, writing it as it goes; the exit status."""
+    from gluon_softmax import data, models, parallel, training
+    train_iter, val_iter, test_iter = iters
+    lead = workers.rank == 0
     model = models.build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
     checkpoint = os.path.join(out, CHECKPOINT)
     history = load_checkpoint(checkpoint, model) if args.resume else []
@@ -334,11 +354,15 @@ def run(args, stop):
         return 0
     statuses = []
     # a signal now waits until every result is written: the run is complete, never half
-    stop.run_whole(lambda: statuses.append(write_results(out, model, test_iter, metrics, done)),
-                   raise_after=False)
+    try:
+        stop.run_whole(lambda: statuses.append(write_results(out, model, test_iter, metrics,
+                                                             done)), raise_after=False)
+    except WriteError as e:
+        print(f'error: {e}; the checkpoint of epoch {len(done)} is kept', file=sys.stderr)
+        return 2
     if stop.received is not None:
-        print(f'{signal_name(stop.received)} arrived while the results were written; they were '
-              'written in full', file=sys.stderr)
+        print(f'interrupted ({signal_name(stop.received)}) while the results were written; they '
+              'were written in full and the run is complete', file=sys.stderr)
         return 128 + stop.received
     return statuses[0]
 
@@ -381,7 +405,9 @@ def main(argv=None, as_program=False):
     """
     args = build_parser().parse_args(argv)
     stop = StopOnSignal()
-    stop.install()
+    stop.install(children_ignore=as_program)
+    if as_program:
+        quiet_worker_hangups()
     if os.environ.get('DMLC_ROLE') != 'worker':  # in a job, worker 0 speaks once it knows its rank
         # importing MXNet takes seconds: say something first
         print('loading MXNet and Fashion-MNIST ...', flush=True)
@@ -403,7 +429,48 @@ def main(argv=None, as_program=False):
             leave_failed_job(status)
     if as_program:
         leave_failed_job(status)
+        leave_without_loader_workers(status)
     return status
+
+
+def quiet_worker_hangups():
+    """Keep a DataLoader worker stopped mid-handshake from printing a traceback of ours.
+
+    When a run stops, its pool's workers are terminated; one may be handing a
+    batch's shared memory to this process at that moment, and the helper thread
+    serving it (``multiprocessing.resource_sharer``, which reports through
+    ``sys.excepthook``) then fails on the closed connection. Only those
+    failures are silenced.
+    """
+    default = sys.excepthook
+
+    def hook(exc_type, value, tb):
+        frames = traceback.extract_tb(tb)
+        if not (issubclass(exc_type, (EOFError, ConnectionError)) and frames
+                and frames[0].filename.endswith(os.path.join('multiprocessing',
+                                                             'resource_sharer.py'))):
+            default(exc_type, value, tb)
+    sys.excepthook = hook
+
+
+def leave_without_loader_workers(status):
+    """End the CLI process at once when DataLoader worker processes are still alive.
+
+    Their pool's own clean-up (``DataLoader.__del__`` -> ``Pool.terminate``) can wait
+    forever for a worker that died holding the pool's queue lock; the run's files are
+    all written by now, so the workers are killed and the process leaves.
+    """
+    import multiprocessing
+    import threading
+    children = multiprocessing.active_children()
+    if not children:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    threading.excepthook = lambda args: None  # the process is leaving: no thread speaks now
+    for child in children:
+        child.kill()
+    os._exit(status)
 
 
 def leave_failed_job(status):

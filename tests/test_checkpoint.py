@@ -8,7 +8,6 @@ import sys
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import np, npx
 
 from gluon_softmax import models, training
 from gluon_softmax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
