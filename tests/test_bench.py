@@ -76,6 +76,7 @@ def positive_finite(x):
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_quick_benchmark_writes_consistent_results(tmp_path, real_data_dir):
     out = tmp_path / 'tmp' / 'bench.json'  # the directory does not exist yet

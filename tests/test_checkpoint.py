@@ -168,6 +168,7 @@ def test_the_teaching_loop_has_no_divergence_check():
     assert onp.isnan(entry['train_loss'])
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, real_data_dir):
     out = tmp_path / 'run'
@@ -190,6 +191,7 @@ def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path,
     assert 'diverged at epoch 1' in result.stderr and '--lr 1000' in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])
 def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, real_data_dir, impl):
@@ -202,6 +204,7 @@ def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, real_data_di
     assert metrics_of(part)['status'] == 'complete'
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('signum, status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(

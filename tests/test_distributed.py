@@ -18,7 +18,7 @@ from gluon_softmax import models
 from gluon_softmax.parallel import Workers
 from gluon_softmax.settings import Recipe
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # launched jobs: not in test-fast
 LAUNCH = [sys.executable, '-m', 'gluon_softmax.launch']
 TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
 

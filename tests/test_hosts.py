@@ -24,6 +24,9 @@ from test_launch import (FAIL_EARLY, HANG, LAUNCH, ON_SIGNAL, RUN_TIMEOUT, SPIN,
                          background, child_env, error_lines, launch as run_launcher, script,
                          wait_for_files)
 
+# subprocess runs, signals and multi-epoch training: the full suite only (not make test-fast)
+pytestmark = pytest.mark.slow
+
 TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
 # launch: <role> <i> pid <PID> on <host>: the local end (ip netns exec, ssh) of each process
 HOST_PID_LINE = re.compile(r'^launch: (scheduler|server|worker) (\d+) pid (\d+) on (\S+)$', re.M)

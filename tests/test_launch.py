@@ -17,6 +17,9 @@ from gluon_softmax.launch import dmlc_env
 
 LAUNCH = [sys.executable, '-m', 'gluon_softmax.launch']
 RUN_TIMEOUT = 60  # seconds; a launcher that hangs fails the test instead of the whole run
+# subprocess jobs and signals: the full suite only (make test-fast skips them)
+pytestmark = pytest.mark.slow
+
 PID_LINE = re.compile(r'^launch: (scheduler|server|worker) (\d+) pid (\d+)$', re.M)
 
 # Connects to the job, then records its pid under its kvstore rank: the tests wait for these

@@ -101,6 +101,7 @@ def plotly_outputs(cell):
     return [out for out in cell.outputs if PLOTLY_MIME in out.get('data', {})]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir):
     from ipykernel.kernelspec import install

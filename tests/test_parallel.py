@@ -392,6 +392,7 @@ def test_scale_out_epoch_tells_its_watch_every_batch_and_the_end():
 @pytest.mark.integration
 @pytest.mark.parametrize('impl, kvstore', [('concise', 'device'), ('concise', 'local'),
                                            ('scratch', 'device')])
+@pytest.mark.slow
 def test_two_devices_train_like_one_on_fashion_mnist(real_data_dir, impl, kvstore):
     # two epochs: 470 steps of the book's recipe; one device runs the chapter's own loop
     one, one_history = train_real(real_data_dir, impl, [CPU0], kvstore, epochs=2)
@@ -450,6 +451,7 @@ def test_without_a_kvstore_the_copies_drift_apart():
     assert max_diff(cpu0, cpu1) == 0  # the same steps with the kvstore: no drift
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_trainer_step_needs_the_total_batch_size_not_the_per_device_one(real_data_dir):
     """Stepping with the per-device size (128 of 256) doubles the effective learning rate."""
@@ -477,6 +479,7 @@ def test_trainer_step_needs_the_total_batch_size_not_the_per_device_one(real_dat
 
 # --- the CLI --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])
 def test_cli_on_two_devices_reports_the_single_device_metrics(tmp_path, real_data_dir, impl):
@@ -521,6 +524,7 @@ def test_cli_non_dist_kvstore_inside_a_job_is_a_usage_error(capsys, tmp_path, mo
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_cli_resume_on_two_devices_continues_like_an_uninterrupted_run(tmp_path, real_data_dir):
     flags = ('--momentum', '0.9', '--lr', '0.03', '--seed', '0', '--data-dir', real_data_dir)

@@ -25,6 +25,7 @@ from conftest import assert_usage_error
 # default argument when imported, and a capsys stream is closed after its test
 import gluon_softmax.train  # noqa: F401,E402  pylint: disable=unused-import
 
+
 RUN_TIMEOUT = 240  # seconds for any one CLI run on a busy 2-core machine
 EXIT_BOUND = 30  # seconds from a signal to the exit of every process of the run
 SIG_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -286,6 +287,7 @@ def test_signal_at_a_random_moment_with_loader_workers_ends_every_process(
         one_line(run.stderr, 'interrupted (')
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_run_with_loader_workers_prints_no_traceback(tmp_path, real_data_dir):
     out = tmp_path / 'run'
@@ -356,6 +358,7 @@ def test_two_unique_directories_in_the_same_second(tmp_path, monkeypatch):
         'concise-20261123-200000', 'concise-20261123-200000-2', 'concise-20261123-200000-3']
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_runs_without_out_started_together_get_their_own_directories(tmp_path, real_data_dir,
                                                                     started):
@@ -375,6 +378,7 @@ def test_runs_without_out_started_together_get_their_own_directories(tmp_path, r
         assert metrics_of(tmp_path / 'runs' / d)['status'] == 'complete'
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_second_run_on_a_busy_directory_is_refused_naming_the_first(tmp_path, real_data_dir,
                                                                      started):
@@ -398,6 +402,7 @@ def test_a_second_run_on_a_busy_directory_is_refused_naming_the_first(tmp_path, 
     assert 'model.params' not in os.listdir(out)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_finished_run_is_kept_without_overwrite(finished_run, real_data_dir, capsys):
     before = snapshot(finished_run)
@@ -409,6 +414,7 @@ def test_a_finished_run_is_kept_without_overwrite(finished_run, real_data_dir, c
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_an_interrupted_overwrite_leaves_nothing_of_the_old_run(finished_run, real_data_dir,
                                                                started, tmp_path):
@@ -432,6 +438,7 @@ def test_an_interrupted_overwrite_leaves_nothing_of_the_old_run(finished_run, re
     assert len(meta['history']) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('files', [
     {'report.html': '<p>my own report</p>'},
@@ -452,6 +459,7 @@ def test_the_users_files_are_never_replaced(tmp_path, real_data_dir, capsys, fil
         assert {n: (out / n).read_text() for n in files} == files
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_users_hidden_tmp_file_is_never_removed(tmp_path, real_data_dir, capsys):
     # a name like our temporary files', in a directory that holds no run of ours
@@ -468,6 +476,7 @@ def test_the_users_hidden_tmp_file_is_never_removed(tmp_path, real_data_dir, cap
 
 # ================================================================= 4. write errors, input files
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('size', ['150k', '400k'], ids=['during-training', 'results'])
 def test_a_full_disk_ends_with_one_line_and_keeps_the_last_checkpoint(
@@ -489,6 +498,7 @@ def test_a_full_disk_ends_with_one_line_and_keeps_the_last_checkpoint(
     assert not [n for n in os.listdir(out) if n.endswith('.tmp')]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_tiny_or_missing_tmpdir_is_not_used(tmp_path, real_data_dir, mounts, started):
     tiny = mounts.tmpfs(tmp_path / 'tmp', '4k')  # Python accepts it; any real file fails
@@ -505,6 +515,7 @@ def test_a_tiny_or_missing_tmpdir_is_not_used(tmp_path, real_data_dir, mounts, s
     assert os.listdir(tiny) == []
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_resume_of_a_read_only_directory_fails_before_training(finished_run, real_data_dir,
                                                               mounts):
@@ -544,6 +555,7 @@ def make_dir(path):
     ('binary', 'metrics.json'),
 ], ids=['batch_size-0', 'seed-abc', 'hyperparameters-seed-abc', 'lr-negative', 'epochs-bool', 'impl-mlp',
         'hyperparameters-null', 'val_size-all', 'directory', 'list', 'binary'])
+@pytest.mark.slow
 def test_an_edited_metrics_json_is_refused_with_one_line(finished_run, capsys, change, needle):
     path = finished_run / 'metrics.json'
     if change == 'directory':
@@ -559,6 +571,7 @@ def test_an_edited_metrics_json_is_refused_with_one_line(finished_run, capsys, c
     assert (finished_run / 'checkpoint.npz').read_bytes() == checkpoint
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_checkpoint_without_numpy_rng_keys_is_refused_by_the_cli(finished_run, real_data_dir,
                                                                   capsys):
@@ -575,6 +588,7 @@ def test_a_checkpoint_without_numpy_rng_keys_is_refused_by_the_cli(finished_run,
 
 # ================================================================= 6. signals at every moment
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_a_signal_during_the_imports_is_one_line(tmp_path, real_data_dir, signum):
@@ -600,6 +614,7 @@ def maps_numpy(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_sigint_while_numpy_is_imported_is_one_line(tmp_path, real_data_dir):
     # the earliest moment the user can see: the CLI's own imports, not Python's start-up
@@ -618,6 +633,7 @@ def test_sigint_while_numpy_is_imported_is_one_line(tmp_path, real_data_dir):
     one_line(err, 'interrupted (')
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_a_signal_while_the_results_are_written_leaves_a_complete_run(
@@ -639,6 +655,7 @@ def test_a_signal_while_the_results_are_written_leaves_a_complete_run(
     assert {'model.params', 'report.html', 'curves.html', 'checkpoint.npz'} <= set(os.listdir(out))
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_signal_before_the_first_checkpoint_offers_no_resume(tmp_path, real_data_dir, started):
     out = tmp_path / 'run'
@@ -655,6 +672,7 @@ def test_a_signal_before_the_first_checkpoint_offers_no_resume(tmp_path, real_da
     assert metrics_of(out)['status'] == 'interrupted' and metrics_of(out)['epochs'] == []
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_run_without_checkpoint_is_not_offered_for_resume(finished_run, real_data_dir,
                                                             capsys):
@@ -673,6 +691,7 @@ def test_a_run_without_checkpoint_is_not_offered_for_resume(finished_run, real_d
     assert '--resume' not in hint, 'a resume of this directory cannot work'
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_resume_removes_stale_temporary_files_and_records_each_session(finished_run,
                                                                       real_data_dir):
@@ -694,6 +713,7 @@ def test_resume_removes_stale_temporary_files_and_records_each_session(finished_
 
 # ================================================================= 7. resume rules
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_resume_with_fewer_epochs_than_trained_is_refused(finished_run, real_data_dir, capsys):
     before = snapshot(finished_run)
@@ -703,6 +723,7 @@ def test_resume_with_fewer_epochs_than_trained_is_refused(finished_run, real_dat
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_main_called_twice_in_one_process_can_resume_its_run(tmp_path, real_data_dir, capsys):
     # main(argv) is the API for tests and the notebook (DESIGN.md, "The CLI mirrors the functions")

@@ -191,6 +191,7 @@ def test_report_html_escapes_and_accepts_a_list_of_figures():
 # chromium(), run_chromium() and RenderedFigures are in conftest.py (the notebook's too)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_report_renders_every_figure_in_headless_chromium(tmp_path, net, test_set):
     browser = chromium()

@@ -97,6 +97,7 @@ def read_until(fd, proc, pattern, seconds):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_progress_bar_shows_epoch_and_loss_and_is_cleared_on_ctrl_c(tmp_path, real_data_dir):
     # the book's DataLoader path: an epoch takes seconds, so the bar is drawn many times

@@ -13,6 +13,8 @@ from gluon_softmax.data import DataError, split_validation
 from gluon_softmax.train import main
 
 
+
+@pytest.mark.slow
 @pytest.mark.integration
 def test_validation_accuracy_is_reported(tmp_path, real_data_dir):
     out = tmp_path / 'val'
