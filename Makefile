@@ -5,6 +5,12 @@
 ifeq ($(origin PYTHON),undefined)
 PYTHON := $(or $(firstword $(foreach p,python3.11 python3.12,$(shell $(p) -c '' 2>/dev/null && echo $(p)))),python3.11)
 endif
+# PYTHON=python3.12 may name a pyenv shim that runs only while 3.12 is pyenv's selected version:
+# then pyenv's own python3.12 is used (the newest installed 3.12.x).
+PYENV_DIR := $(or $(PYENV_ROOT),$(HOME)/.pyenv)
+runs = $(shell $(1) -c '' 2>/dev/null && echo yes)
+PYTHON_RUN := $(if $(call runs,$(PYTHON)),$(PYTHON),$(or $(lastword $(sort $(wildcard \
+  $(PYENV_DIR)/versions/$(subst python,,$(notdir $(PYTHON))).*/bin/$(notdir $(PYTHON))))),$(PYTHON)))
 # VENV=.venv-3.12 keeps a second venv beside the first (CI's 3.12 leg does).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,13 +19,13 @@ ARGS ?=
 
 # major.minor of an interpreter, empty when it does not run
 version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-WANT := $(call version_of,$(PYTHON))
+WANT := $(call version_of,$(PYTHON_RUN))
 HAVE := $(call version_of,$(PY))
 # d2l 1.0.3 pins NumPy 1.23.5 etc., which have no 3.12 wheels: there it goes in with --no-deps
 # (setup.cfg lists what it imports instead).
 NO_DEPS_D2L := $(filter 3.12,$(WANT))
 
-.PHONY: setup data train test test-fast bench notebook clean FORCE
+.PHONY: setup data train test test-fast bench notebook clean which-python FORCE
 
 setup: $(STAMP)
 
@@ -31,11 +37,11 @@ endif
 
 $(STAMP): setup.cfg pyproject.toml
 	@[ -n "$(WANT)" ] || { echo "error: $(PYTHON) does not run; install Python 3.11 or 3.12 (e.g. apt-get install python3.12-venv, uv python install 3.12) or run make PYTHON=/path/to/python3.12" >&2; exit 2; }
-	@$(PYTHON) gluon_softmax/_compat.py || exit 2
+	@$(PYTHON_RUN) gluon_softmax/_compat.py || exit 2
 	@if [ -e $(VENV) ] && [ "$(HAVE)" != "$(WANT)" ]; then \
-	  echo "rebuilding $(VENV): it has Python $(or $(HAVE),that no longer runs), $(PYTHON) is $(WANT)"; \
+	  echo "rebuilding $(VENV): it has Python $(or $(HAVE),that no longer runs), $(PYTHON_RUN) is $(WANT)"; \
 	  rm -rf $(VENV); fi
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON_RUN) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(if $(NO_DEPS_D2L),$(PY) -m pip install --quiet --no-deps d2l==1.0.3)
@@ -76,3 +82,7 @@ notebook: data
 
 clean:
 	rm -rf $(VENV) .venv .venv-3.12 build *.egg-info .pytest_cache
+
+# make which-python: the interpreter and venv this make would use
+which-python:
+	@echo "$(PYTHON_RUN) (Python $(or $(WANT),that does not run)) -> $(VENV)"

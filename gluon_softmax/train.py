@@ -41,41 +41,48 @@ def program_name(argv0=None):
     return os.path.basename(argv0)  # the console script
 
 
+# Where and how a run trains (the recipe's own flags come from settings.Recipe): each flag's
+# argparse options, help ending in its default
+RUN_FLAGS = (
+    (('--ctx',), dict(default='cpu', metavar='DEVICE', help=(
+        'cpu, gpu, gpu:N, gpu:all, or a comma list such as cpu:0,cpu:1 or gpu:0,gpu:1 to split '
+        'every batch over several devices (default: cpu)'))),
+    (('--kvstore',), dict(default='device', choices=KVSTORES, help=(
+        'how gradients are summed: over the devices of this process (device, local), or over '
+        'the worker processes of a job started by python -m gluon_softmax.launch (dist_sync, '
+        'dist_device_sync) (default: device)'))),
+    (('--data-dir',), dict(metavar='DIR', help=(
+        'directory with the four Fashion-MNIST IDX files (default: $FASHION_MNIST_DIR, '
+        '~/.mxnet/datasets/fashion-mnist, /usr/share/datasets/fashion-mnist)'))),
+    (('--download',), dict(action='store_true', help=(
+        'download the data set when no copy is found (default: off)'))),
+    (('--out',), dict(metavar='DIR', help=(
+        'run directory for the outputs, new or empty (default: a new '
+        'runs/<impl>-<timestamp>)'))),
+    (('--overwrite',), dict(action='store_true', help=(
+        'replace the earlier run in --out: its files are removed first (default: off, an '
+        'earlier run is never touched)'))),
+    (('--loader-workers', '--num-workers'), dict(
+        dest='loader_workers', default=0, type=non_negative_int, metavar='N', help=(
+            'DataLoader worker processes, with --loader dataloader (default: 0; --num-workers '
+            'is the same flag)'))),
+    (('--max-loss',), dict(type=positive_float, default=DEFAULT_MAX_LOSS, metavar='L', help=(
+        "stop as diverged when a batch's mean loss exceeds L or is not finite, checked every "
+        f'20 batches (default: {DEFAULT_MAX_LOSS:g})'))),
+    (('--resume',), dict(metavar='DIR', help=(
+        'continue the run in DIR from its last checkpoint, with its settings, up to --epochs '
+        '(which may grow, except under a cosine schedule); --ctx, --kvstore, --max-loss and '
+        '--loader-workers may change'))),
+)
+
+
 def build_parser():
     """The CLI's flags: the recipe's (settings.Recipe), then where and how to run it."""
     p = Parser(prog=program_name(),
                description='Train softmax regression on Fashion-MNIST with MXNet Gluon.')
     add_recipe_arguments(p)
-    p.add_argument('--ctx', default='cpu', metavar='DEVICE',
-                   help='cpu, gpu, gpu:N, gpu:all, or a comma list such as cpu:0,cpu:1 or '
-                        'gpu:0,gpu:1 to split every batch over several devices (default: cpu)')
-    p.add_argument('--kvstore', default='device', choices=KVSTORES,
-                   help='how gradients are summed: over the devices of this process (device, '
-                        'local), or over the worker processes of a job started by python -m '
-                        'gluon_softmax.launch (dist_sync, dist_device_sync) (default: device)')
-    p.add_argument('--data-dir', metavar='DIR',
-                   help='directory with the four Fashion-MNIST IDX files (default: '
-                        '$FASHION_MNIST_DIR, ~/.mxnet/datasets/fashion-mnist, '
-                        '/usr/share/datasets/fashion-mnist)')
-    p.add_argument('--download', action='store_true',
-                   help='download the data set when no copy is found (default: off)')
-    p.add_argument('--out', metavar='DIR',
-                   help='run directory for the outputs, new or empty (default: a new '
-                        'runs/<impl>-<timestamp>)')
-    p.add_argument('--overwrite', action='store_true',
-                   help="replace the earlier run in --out: its files are removed first "
-                        '(default: off, an earlier run is never touched)')
-    p.add_argument('--loader-workers', '--num-workers', dest='loader_workers', default=0,
-                   type=non_negative_int, metavar='N',
-                   help='DataLoader worker processes, with --loader dataloader (default: 0; '
-                        '--num-workers is the same flag)')
-    p.add_argument('--max-loss', type=positive_float, default=DEFAULT_MAX_LOSS, metavar='L',
-                   help="stop as diverged when a batch's mean loss exceeds L or is not finite, "
-                        f'checked every 20 batches (default: {DEFAULT_MAX_LOSS:g})')
-    p.add_argument('--resume', metavar='DIR',
-                   help='continue the run in DIR from its last checkpoint, with its settings, '
-                        'up to --epochs (which may grow, except under a cosine schedule); '
-                        '--ctx, --kvstore, --max-loss and --loader-workers may change')
+    for flags, options in RUN_FLAGS:
+        p.add_argument(*flags, **options)
     return p
 
 
