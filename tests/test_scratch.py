@@ -260,6 +260,7 @@ def test_load_of_wrong_names_raises_value_error(tmp_path):
 
 
 ZERO_ROWS = '''
+import gluon_softmax  # first: on Python 3.12 it restores numpy.bool for MXNet
 import mxnet as mx
 from mxnet import autograd, np, npx
 npx.set_np()
