@@ -3,7 +3,6 @@
 None of this is in the chapter's loop: it plugs into ``training.train`` as its
 ``epoch_fn`` (:class:`EpochRunner`) and ``callback``.
 """
-import ctypes
 import datetime
 import errno
 import fcntl
@@ -16,6 +15,7 @@ import tempfile
 import threading
 
 from gluon_softmax.checkpoint import CHECKPOINT
+from gluon_softmax.launch import die_with_parent  # the launcher's children do the same
 
 DEFAULT_MAX_LOSS = 100.0  # mean loss per example; training starts near ln 10 = 2.3
 CHECK_EVERY = 20  # batches between divergence checks (each check waits for the device)
@@ -128,10 +128,7 @@ def loader_worker_dispositions():
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the parent still kills them on exit
-        pass
+    die_with_parent()
 
 
 class StopOnSignal:
@@ -166,17 +163,17 @@ class StopOnSignal:
             return
         raise Interrupted(signum)
 
-    def install(self, children_ignore=False):
+    def install(self, isolate_children=False):
         """Install the handlers (main thread only).
 
-        ``children_ignore`` (for the CLI process, which forks only DataLoader
+        ``isolate_children`` (for the CLI process, which forks only DataLoader
         workers): each forked child is set up by :func:`loader_worker_dispositions`,
         at the kernel, not by a Python handler (one of MXNet's threads may take
         the signal while the worker waits on a lock).
         """
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self.handler)
-        if children_ignore and not StopOnSignal.fork_hook:
+        if isolate_children and not StopOnSignal.fork_hook:
             os.register_at_fork(after_in_child=loader_worker_dispositions)
             StopOnSignal.fork_hook = True
 
@@ -214,7 +211,6 @@ PLOTLY_JS = 'plotly.min.js'  # one copy beside a run's pages, which load it by t
 RUN_FILES = (METRICS, CURVES, PARAMS, CHECKPOINT, REPORT, PLOTLY_JS)
 LOCK = '.lock'
 TEMPORARY_PREFIXES = tuple('.' + name for name in RUN_FILES) + ('.checkpoint-part-', '.probe-')
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def is_temporary(name):

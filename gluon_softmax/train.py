@@ -412,7 +412,7 @@ def main(argv=None, as_program=False):
     """
     args = build_parser().parse_args(argv)
     stop = StopOnSignal()
-    stop.install(children_ignore=as_program)
+    stop.install(isolate_children=as_program)
     if as_program:
         quiet_worker_hangups()
     if os.environ.get('DMLC_ROLE') != 'worker':  # in a job, worker 0 speaks once it knows its rank
