@@ -12,10 +12,10 @@ then prints markdown tables and writes every number to a JSON file.
 """
 import argparse
 import datetime
-import gc
 import importlib.metadata
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -233,16 +233,27 @@ def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batche
     seconds = time_epochs(run_epoch, warmup, epochs)
     test_acc = training.evaluate_accuracy(model.net, test_iter, ctx)
     test_pass = time_test_passes(model, test_iter, ctx, repeats=max(epochs, 3))
-    # the DataLoader terminates and joins its workers when collected: then
-    # RUSAGE_CHILDREN holds the largest worker's peak
-    del train_iter, test_iter
-    gc.collect()
+    end_loader_workers(train_iter, test_iter)
     scale = num_batches / timed_batches
     return summarize(name, [s * scale for s in seconds], warmup=warmup, batch_size=batch_size,
                      resize=side, test_acc=test_acc, num_batches=num_batches, **test_pass,
                      extrapolated_from_batches=timed_batches if scale != 1 else None,
                      peak_rss_mib=peak_rss_mib(),
                      peak_rss_workers_mib=peak_rss_mib(resource.RUSAGE_CHILDREN) or None)
+
+
+def end_loader_workers(*loaders):
+    """Kill and reap the DataLoader workers: then RUSAGE_CHILDREN holds the largest one's peak.
+
+    Not through the pool's own terminate() (which DataLoader.__del__ calls): it can wait
+    forever for its queue lock; the row process then leaves with os._exit (see main).
+    """
+    for loader in loaders:
+        if getattr(loader, '_worker_pool', None) is not None:
+            loader._worker_pool = None  # pylint: disable=protected-access
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
 
 
 def time_test_passes(model, test_iter, ctx, repeats):
@@ -560,7 +571,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.row:
         print(json.dumps(measure_row(args)), flush=True)
-        return 0
+        sys.stderr.flush()
+        os._exit(0)  # no interpreter clean-up: a killed pool's finalizer could wait forever
     if args.quick:
         args.warmup, args.epochs = 1, 1
     from gluon_softmax.data import DataError

@@ -131,6 +131,15 @@ def loader_worker_dispositions():
     die_with_parent()
 
 
+def in_finalizer(frame):
+    """True when ``frame`` runs inside a ``__del__`` (an exception there is printed and lost)."""
+    while frame is not None:
+        if frame.f_code.co_name == '__del__':
+            return True
+        frame = frame.f_back
+    return False
+
+
 class StopOnSignal:
     """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written.
 
@@ -157,11 +166,15 @@ class StopOnSignal:
         self.received = signum
         if self.holding:
             return
-        if frame is not None and frame.f_code.co_name == '__del__':
+        if in_finalizer(frame):
             # raised here it would be printed and dropped by the finalizer: ask again soon
             threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
             return
         raise Interrupted(signum)
+
+    def finish(self):
+        """From now on only note signals: the run has ended, what is left is clean-up."""
+        self.holding = True
 
     def install(self, isolate_children=False):
         """Install the handlers (main thread only).

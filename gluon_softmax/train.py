@@ -282,6 +282,9 @@ def run(args, stop):
         return train_run(args, stop, recipe, directory.path if lead else out, ctxs, workers,
                          iters)
     finally:
+        # what follows is clean-up (DataLoader pools ending as the loaders go): a signal now
+        # is only noted, see main()
+        stop.finish()
         if directory is not None:
             directory.release()
 
@@ -434,6 +437,10 @@ def main(argv=None, as_program=False):
         status = 128 + e.signum
         if as_program:
             leave_failed_job(status)
+    if status == 0 and stop.received is not None:
+        print(f'interrupted ({signal_name(stop.received)}) as the run ended; its results were '
+              'written in full and the run is complete', file=sys.stderr)
+        status = 128 + stop.received
     if as_program:
         leave_failed_job(status)
         leave_without_loader_workers(status)
