@@ -274,11 +274,14 @@ def test_signal_at_a_random_moment_with_loader_workers_ends_every_process(
         out = tmp_path / f'run{trial}'
         # trial 0 from the imports to the loaders' start, trial 1 within the epochs
         delay = rng.uniform(0.5, 5.0) if trial == 0 else rng.uniform(5.0, 10.0)
-        run = started('--loader', 'dataloader', '--loader-workers', 2, '--epochs', 2,
+        # 6 epochs (several seconds each): the run is still going at every chosen moment, also
+        # on an idle machine (with 2 epochs an idle one had finished before 8.3 s)
+        run = started('--loader', 'dataloader', '--loader-workers', 2, '--epochs', 6,
                       '--seed', 0, '--data-dir', real_data_dir, '--out', out,
                       token=out, stderr_path=tmp_path / f'err{trial}')
         time.sleep(delay)
         processes = len(pids_with(out))
+        assert run.proc.poll() is None, f'the run ended before the signal at {delay:.2f} s'
         run.signal(signum, group)
         what = f'trial {trial}: {signum.name} after {delay:.2f} s to {processes} processes'
         status = run.finish(timeout=EXIT_BOUND)
