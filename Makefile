@@ -1,9 +1,12 @@
 # Every target sets up the venv first, then makes sure the data set is present.
 #
-# The interpreter: PYTHON=..., else the first of python3.11 and python3.12 that runs (a pyenv shim
-# can exist without running). MXNet 1.9.1 needs NumPy < 2, which stops at Python 3.12.
+# The interpreter: PYTHON=..., else the first of python3.11, python3.12, python3.13 and python3
+# that runs (a pyenv shim can exist without running). Each gets the NumPy constraints.txt pins
+# for it: 1.23 on 3.11, 1.26 on 3.12, 2.x from 3.13 (gluon_softmax/_compat.py makes MXNet 1.9.1
+# work with NumPy 2).
 ifeq ($(origin PYTHON),undefined)
-PYTHON := $(or $(firstword $(foreach p,python3.11 python3.12,$(shell $(p) -c '' 2>/dev/null && echo $(p)))),python3.11)
+PYTHON := $(or $(firstword $(foreach p,python3.11 python3.12 python3.13 python3,$(shell \
+  $(p) -c '' 2>/dev/null && echo $(p)))),python3)
 endif
 # PYTHON=python3.12 may name a pyenv shim that runs only while 3.12 is pyenv's selected version:
 # then pyenv's own python3.12 is used (the newest installed 3.12.x).
@@ -11,7 +14,7 @@ PYENV_DIR := $(or $(PYENV_ROOT),$(HOME)/.pyenv)
 runs = $(shell $(1) -c '' 2>/dev/null && echo yes)
 PYTHON_RUN := $(if $(call runs,$(PYTHON)),$(PYTHON),$(or $(lastword $(sort $(wildcard \
   $(PYENV_DIR)/versions/$(subst python,,$(notdir $(PYTHON))).*/bin/$(notdir $(PYTHON))))),$(PYTHON)))
-# VENV=.venv-3.12 keeps a second venv beside the first (CI's 3.12 leg does).
+# VENV=.venv-3.12 keeps a second venv beside the first (CI's other legs do).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -21,9 +24,6 @@ ARGS ?=
 version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 WANT := $(call version_of,$(PYTHON_RUN))
 HAVE := $(call version_of,$(PY))
-# d2l 1.0.3 pins NumPy 1.23.5 etc., which have no 3.12 wheels: there it goes in with --no-deps
-# (setup.cfg lists what it imports instead).
-NO_DEPS_D2L := $(filter 3.12,$(WANT))
 
 .PHONY: setup data train test test-fast bench notebook clean which-python FORCE
 
@@ -35,16 +35,17 @@ ifneq ($(HAVE),$(WANT))
 $(STAMP): FORCE
 endif
 
-$(STAMP): setup.cfg pyproject.toml
-	@[ -n "$(WANT)" ] || { echo "error: $(PYTHON) does not run; install Python 3.11 or 3.12 (e.g. apt-get install python3.12-venv, uv python install 3.12) or run make PYTHON=/path/to/python3.12" >&2; exit 2; }
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@[ -n "$(WANT)" ] || { echo "error: $(PYTHON) does not run; install Python 3 (3.11 to 3.13 are tested: apt-get install python3-venv, uv python install 3.13) or run make PYTHON=/path/to/python3" >&2; exit 2; }
 	@$(PYTHON_RUN) gluon_softmax/_compat.py || exit 2
 	@if [ -e $(VENV) ] && [ "$(HAVE)" != "$(WANT)" ]; then \
 	  echo "rebuilding $(VENV): it has Python $(or $(HAVE),that no longer runs), $(PYTHON_RUN) is $(WANT)"; \
 	  rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON_RUN) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	$(if $(NO_DEPS_D2L),$(PY) -m pip install --quiet --no-deps d2l==1.0.3)
+	@# MXNet and d2l pin numpy<2 in their metadata: without their dependencies (setup.cfg says why)
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt mxnet d2l
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # Debian/Ubuntu ship the real data set as a package; as root we install it, otherwise we
@@ -81,7 +82,7 @@ notebook: data
 	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/softmax_regression.ipynb
 
 clean:
-	rm -rf $(VENV) .venv .venv-3.12 build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv .venv-3.12 .venv-3.13 build *.egg-info .pytest_cache
 
 # make which-python: the interpreter and venv this make would use
 which-python:

@@ -63,6 +63,7 @@ class Gunzip(io.RawIOBase):
 
     def __init__(self, path):
         super().__init__()
+        self.file = None  # close() runs from __del__ even when open() below fails
         self.file = open(path, 'rb')
         self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16: gzip wrapper
         self.pending = b''  # compressed bytes read from the file, not yet given to zlib
@@ -75,7 +76,8 @@ class Gunzip(io.RawIOBase):
         return self.file.fileno()
 
     def close(self):
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         super().close()
 
     def compressed(self):
