@@ -386,6 +386,8 @@ def descendants(pid):
     """The pids of ``pid``'s children, their children and so on (from /proc)."""
     children = {}
     for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
         try:
             with open(f'/proc/{name}/stat', 'rb') as f:
                 stat = f.read()
