@@ -465,11 +465,14 @@ def run_child(cmd, what, timeout=CHILD_TIMEOUT):
     is killed with everything it started, and BenchError names ``what`` with the
     stacks. On any exception meanwhile (Ctrl-C, SIGTERM) the child is ended first.
     """
+    # the SIGABRT for a hung child's stacks writes no core file (children inherit the limit;
+    # not set in a preexec_fn, which would run this process's fork hooks, see loader_workers)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
         start = time.perf_counter()
-        # a session of its own: its process group holds nothing of ours; no core files
+        # a session of its own: its process group holds nothing of ours
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True, preexec_fn=no_core_files)
+                                start_new_session=True)
         try:
             # wait4 rather than proc.wait(): it also gives this one child's resource usage
             ended = reap(proc.pid, time.monotonic() + timeout)
@@ -491,11 +494,6 @@ def run_child(cmd, what, timeout=CHILD_TIMEOUT):
         out.seek(0)
         err.seek(0)
         return proc.returncode, seconds, usage.ru_maxrss / 1024, out.read(), err.read()
-
-
-def no_core_files():
-    """In a child before exec: a SIGABRT for its stacks writes no core file."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def run_row(name, data_dir, warmup, epochs, batch_size=BATCH_SIZE, resize=None,

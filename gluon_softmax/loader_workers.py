@@ -24,6 +24,7 @@ SIGKILL and a bounded reap, never a handshake with a process that may be gone.
 """
 import array
 import collections
+import contextlib
 import ctypes
 import io
 import itertools
@@ -33,6 +34,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -217,6 +219,30 @@ def _worker_main(sock, parent, *serve_args):
 
 # ---------------------------------------------------------------- the parent's side
 
+@contextlib.contextmanager
+def _handlers_deferred():
+    """Python signal handlers only note signals during the block; they run as it ends.
+
+    A handler that raises (Ctrl-C's KeyboardInterrupt, the CLI's Interrupted)
+    may otherwise run inside ``os.fork``'s hooks (logging's lock release), where
+    the exception is printed and lost: the run would go on as if never signalled.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only, never in this one's fork
+        return
+    noted, previous = [], {}
+    for signum in IGNORED + DEFAULT_ACTION:
+        if callable(signal.getsignal(signum)):
+            previous[signum] = signal.signal(signum, lambda signum, _: noted.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
+
+
 class _Worker:
     """The parent's handle on one worker process."""
 
@@ -295,14 +321,14 @@ class WorkerPool:
     def _start(self, index, count, dataset, batchify_fn, flags):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent = os.getpid()
-        with warnings.catch_warnings():
+        with _handlers_deferred(), warnings.catch_warnings():
             # Python 3.12 warns about fork() with threads; MXNet's engine handles its own
             # threads around fork (as it does for its own multiprocessing DataLoader)
             warnings.simplefilter('ignore', DeprecationWarning)
             pid = os.fork()
-        if pid == 0:
-            ours.close()
-            _worker_main(theirs, parent, dataset, batchify_fn, *flags)
+            if pid == 0:
+                ours.close()
+                _worker_main(theirs, parent, dataset, batchify_fn, *flags)  # never returns
         theirs.close()
         ours.settimeout(self.timeout)  # every send and receive of the parent is bounded
         return _Worker(index, count, pid, ours)

@@ -197,6 +197,14 @@ def children(pid):
     return found
 
 
+def descendants(pid):
+    """The pids under ``pid``: its children, theirs, and so on."""
+    found = children(pid)
+    for child in list(found):
+        found += descendants(child)
+    return found
+
+
 class Background:
     """A process in its own session, its stdout lines collected; SIGKILLed with its children
     (by pid) if the test leaves it running."""
@@ -321,10 +329,10 @@ def test_a_signal_to_the_benchmark_ends_its_row_and_the_rows_loader_workers(
     def book_row_with_workers():
         rows[:] = children(run.proc.pid)
         # the book row and the 2 x 4 workers of its two loaders
-        return (len(rows) == 1 and len(bench.descendants(rows[0])) >= 8
+        return (len(rows) == 1 and len(descendants(rows[0])) >= 8
                 or run.proc.poll() is not None)
     wait_until(book_row_with_workers, RUN_TIMEOUT, 'the book row and its loader workers')
-    processes = [*rows, *bench.descendants(rows[0])]
+    processes = [*rows, *descendants(rows[0])]
     os.kill(run.proc.pid, signum)
     status = run.finish()
     assert status == 128 + signum, run.stderr
@@ -367,3 +375,25 @@ def test_a_signal_during_the_benchmarks_cli_run_removes_its_temporary_run(
     assert run.finish() == 143, run.stderr
     assert alive(cli) == [], 'the CLI run outlived the benchmark'
     assert os.listdir(tmp) == [], 'a temporary run was left behind'
+
+
+def test_a_signal_during_a_workers_fork_is_raised_after_it_not_lost():
+    # a handler that raises inside os.fork's hooks has its exception printed and dropped: the
+    # run would go on as if never signalled
+    from gluon_softmax import loader_workers
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stop(signum)
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with pytest.raises(Stop):
+            with loader_workers._handlers_deferred():  # pylint: disable=protected-access
+                signal.raise_signal(signal.SIGUSR1)
+                reached_the_end_of_the_block = True
+        assert reached_the_end_of_the_block
+        assert signal.getsignal(signal.SIGUSR1) is handler
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
