@@ -277,10 +277,7 @@ class _Worker:
             return 'exit status unknown'
         if os.WIFSIGNALED(self.status):
             signum = os.WTERMSIG(self.status)
-            text = f'killed by {signal.Signals(signum).name}'
-            if signum == signal.SIGBUS:
-                text += ' (on Linux, often /dev/shm too small for the batches in flight)'
-            return text
+            return f'killed by {signal.Signals(signum).name}'
         return f'exit status {os.waitstatus_to_exitcode(self.status)}'
 
 
@@ -371,7 +368,11 @@ class WorkerPool:
 
     def _died(self, worker):
         worker.reap(time.monotonic() + 1)  # its status, if it is already gone
-        self._fail(worker, f'died ({worker.end_text()}) before sending its batches')
+        hint = ('; /dev/shm is probably too small for the batches in flight'
+                if worker.status is not None and worker.status != -1
+                and os.WIFSIGNALED(worker.status) and os.WTERMSIG(worker.status) == signal.SIGBUS
+                else '')
+        self._fail(worker, f'died ({worker.end_text()}) before sending its batches{hint}')
 
     def _read(self, worker):
         """Read ``worker``'s next message into ``_ready`` (or drop it if nobody wants it)."""

@@ -397,3 +397,33 @@ def test_a_signal_during_a_workers_fork_is_raised_after_it_not_lost():
         assert signal.getsignal(signal.SIGUSR1) is handler
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_tiny_dev_shm_ends_the_run_with_one_error_line(tmp_path, real_data_dir):
+    # a 64 KiB /dev/shm in a mount namespace of the run's own: a worker dies of SIGBUS as it
+    # writes its first batch (256 images of 28 x 28 float32 take 784 KiB)
+    out = tmp_path / 'run'
+    train = [sys.executable, '-m', 'gluon_softmax.train', '--loader', 'dataloader',
+             '--loader-workers', '2', '--epochs', '1', '--seed', '0', '--data-dir',
+             real_data_dir, '--out', str(out)]
+    script = 'mount -t tmpfs -o size=64k tmpfs /dev/shm && exec "$@"'
+    probe = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', script,
+                            'sh', 'true'], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f'cannot mount a private /dev/shm here: {probe.stderr.decode().strip()}')
+    try:
+        result = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', script,
+                                 'sh', *train], capture_output=True, text=True,
+                                timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        kill(pids_with(str(out)))
+        pytest.fail(f'hang: no end within {RUN_TIMEOUT} s; stderr: {e.stderr!r}')
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert 'died (killed by SIGBUS)' in lines[0] and '/dev/shm' in lines[0], lines[0]
+    assert lines[0].endswith('; no epoch was saved'), lines[0]
+    with open(out / 'metrics.json', encoding='utf-8') as f:
+        assert json.load(f)['status'] == 'failed'
+    assert alive(pids_with(str(out))) == []
