@@ -16,7 +16,6 @@ import datetime
 import importlib.metadata
 import itertools
 import json
-import multiprocessing
 import os
 import platform
 import resource

@@ -91,7 +91,9 @@ class _BatchUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):  # pylint: disable=method-hidden
         is_np, owner, index, shape, dtype = pid
         fd, self.fds[index] = self.fds[index], None
-        handle = mx.nd.ndarray._new_from_shared_mem(owner, fd, shape, dtype)  # pylint: disable=protected-access
+        # as MXNet's own rebuild_ndarray does with the descriptor it receives
+        new_from_shared_mem = mx.nd.ndarray._new_from_shared_mem  # pylint: disable=protected-access
+        handle = new_from_shared_mem(owner, fd, shape, dtype)
         return mx.np.ndarray(handle) if is_np else mx.nd.NDArray(handle)
 
 

@@ -127,10 +127,9 @@ def in_finalizer(frame):
 class StopOnSignal:
     """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written.
 
-    Only in the process that installed it: DataLoader worker processes are
-    forked with the handler, and there a signal must do what it does by
-    default (SIGTERM ends the worker, which is how its pool stops it), while
-    Ctrl-C, sent to the whole process group, is left to the main process.
+    Only in the process that installed it: a process forked with the handler
+    (a DataLoader worker, until it sets its own dispositions) gets the
+    default action for SIGTERM and leaves Ctrl-C to the main process.
     """
 
     def __init__(self):

@@ -4,7 +4,6 @@ Every wait here is bounded by the test itself (a subprocess timeout, a polled
 deadline): with the old multiprocessing pool these runs hung, and a hang must
 fail the test, never stall the suite.
 """
-import itertools
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ import numpy as onp
 import pytest
 
 from gluon_softmax import bench, data
-from gluon_softmax.loader_workers import LoaderWorkerError, WorkerDataLoader
+from gluon_softmax.loader_workers import WorkerDataLoader
 
 from mxnet import gluon  # noqa: E402  (after gluon_softmax: its NumPy shim comes first)
 
