@@ -11,14 +11,15 @@ concise path over batch sizes and image sizes and runs the training CLI once,
 then prints markdown tables and writes every number to a JSON file.
 """
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import itertools
 import json
-import multiprocessing
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,8 @@ import time
 import numpy as onp
 
 from gluon_softmax import idx
-from gluon_softmax.cli import non_negative_int, positive_int
+from gluon_softmax.cli import non_negative_int, positive_float, positive_int
+from gluon_softmax.runs import Interrupted, StopOnSignal
 from gluon_softmax.settings import Recipe
 
 BOOK = Recipe()
@@ -42,6 +44,8 @@ SCALING_RESIZES = (IMAGE_SIDE, 56)
 CLI_EPOCHS, QUICK_CLI_EPOCHS = 10, 1
 SCALE_OUT_EPOCHS, QUICK_SCALE_OUT_EPOCHS = 5, 2
 DEFAULT_OUT = os.path.join('bench-results', 'bench.json')
+CHILD_TIMEOUT = 900  # seconds a row or CLI run may take before it counts as hung
+STACKS_SECONDS = 5  # after SIGABRT, how long a hung row has to print its stacks
 # name -> what the row measures; the order of the table
 ROWS = {
     'book': f'gluon.data.vision FashionMNIST + ToTensor + DataLoader({BOOK_WORKERS} workers), '
@@ -207,6 +211,7 @@ def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batche
     from mxnet import npx
 
     from gluon_softmax import data, models, training
+    from gluon_softmax.loader_workers import end_workers
     npx.set_np()
     models.set_seed(SEED)
     ctx = mx.cpu()
@@ -233,27 +238,14 @@ def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batche
     seconds = time_epochs(run_epoch, warmup, epochs)
     test_acc = training.evaluate_accuracy(model.net, test_iter, ctx)
     test_pass = time_test_passes(model, test_iter, ctx, repeats=max(epochs, 3))
-    end_loader_workers(train_iter, test_iter)
+    # killed and reaped: RUSAGE_CHILDREN then holds the largest worker's peak
+    end_workers(train_iter, test_iter)
     scale = num_batches / timed_batches
     return summarize(name, [s * scale for s in seconds], warmup=warmup, batch_size=batch_size,
                      resize=side, test_acc=test_acc, num_batches=num_batches, **test_pass,
                      extrapolated_from_batches=timed_batches if scale != 1 else None,
                      peak_rss_mib=peak_rss_mib(),
                      peak_rss_workers_mib=peak_rss_mib(resource.RUSAGE_CHILDREN) or None)
-
-
-def end_loader_workers(*loaders):
-    """Kill and reap the DataLoader workers: then RUSAGE_CHILDREN holds the largest one's peak.
-
-    Not through the pool's own terminate() (which DataLoader.__del__ calls): it can wait
-    forever for its queue lock; the row process then leaves with os._exit (see main).
-    """
-    for loader in loaders:
-        if getattr(loader, '_worker_pool', None) is not None:
-            loader._worker_pool = None  # pylint: disable=protected-access
-    for child in multiprocessing.active_children():
-        child.kill()
-        child.join()
 
 
 def time_test_passes(model, test_iter, ctx, repeats):
@@ -389,14 +381,114 @@ def measure_row(args):
 
 # ---------------------------------------------------------------- orchestration (parent process)
 
-def run_child(cmd):
-    """Run ``cmd``; returns ``(exit status, wall seconds, peak RSS MiB, stdout, stderr)``."""
+def descendants(pid):
+    """The pids of ``pid``'s children, their children and so on (from /proc)."""
+    children = {}
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f'/proc/{name}/stat', 'rb') as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        # the fields after the command name, which may hold spaces and parentheses
+        ppid = int(stat[stat.rindex(b')') + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def signal_all(pids, signum):
+    """Send ``signum`` to each of ``pids`` that still exists."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def reap(pid, deadline):
+    """``(wait status, rusage)`` of child ``pid`` once it has ended, or None at ``deadline``."""
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
+
+
+def end_child(pid, stacks=False):
+    """Kill child ``pid`` and every process under it, and reap it; bounded.
+
+    With ``stacks``, SIGABRT first: a child started with faulthandler (``-X
+    faulthandler``), and its loader workers, forked with it, print their stacks.
+    """
+    # the processes under it are listed while it lives: once it is gone they are init's
+    processes = [pid, *descendants(pid)]
+    with signal_held():  # a second Ctrl-C must not cut this short: it is bounded anyway
+        if stacks:
+            signal_all(processes, signal.SIGABRT)
+            ended = reap(pid, time.monotonic() + STACKS_SECONDS)
+            if ended is not None:
+                signal_all(processes[1:], signal.SIGKILL)
+                return ended
+        try:
+            os.killpg(pid, signal.SIGKILL)  # its session's group: anything it started there
+        except (ProcessLookupError, PermissionError):
+            pass
+        signal_all(processes, signal.SIGKILL)
+        # SIGKILL cannot be caught: only a process stuck in the kernel outlives the bound
+        return reap(pid, time.monotonic() + STACKS_SECONDS)
+
+
+@contextlib.contextmanager
+def signal_held(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold ``signums`` back in this thread for the block; they arrive when it ends."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
+
+
+def run_child(cmd, what, timeout=CHILD_TIMEOUT):
+    """Run ``cmd``; returns ``(exit status, wall seconds, peak RSS MiB, stdout, stderr)``.
+
+    A child still running after ``timeout`` seconds is hung: it prints its stacks,
+    is killed with everything it started, and BenchError names ``what`` with the
+    stacks. On any exception meanwhile (Ctrl-C, SIGTERM) the child is ended first.
+    """
+    # the SIGABRT for a hung child's stacks writes no core file (children inherit the limit;
+    # not set in a preexec_fn, which would run this process's fork hooks, see loader_workers)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        # wait4 rather than proc.wait(): it also gives this one child's resource usage
-        _, status, usage = os.wait4(proc.pid, 0)
+        # a session of its own: its process group holds nothing of ours
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            # wait4 rather than proc.wait(): it also gives this one child's resource usage
+            ended = reap(proc.pid, time.monotonic() + timeout)
+        except BaseException:
+            end_child(proc.pid)
+            proc.returncode = -1  # reaped here: Popen must not wait for it again
+            raise
+        if ended is None:
+            end_child(proc.pid, stacks=True)
+            proc.returncode = -1
+            err.seek(0)
+            raise BenchError(f'{what} hung: still running after {timeout:g} s, so it was '
+                             f'killed with its processes; its stacks:\n{err.read()[-6000:]}')
+        status, usage = ended
         seconds = time.perf_counter() - start
+        # its loader workers, if any outlived it, die with it (they also do by themselves)
+        signal_all(descendants(proc.pid), signal.SIGKILL)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -404,23 +496,26 @@ def run_child(cmd):
 
 
 def run_row(name, data_dir, warmup, epochs, batch_size=BATCH_SIZE, resize=None,
-            max_batches=None):
+            max_batches=None, timeout=CHILD_TIMEOUT):
     """Measure one row in a fresh ``python -m gluon_softmax.bench --row`` process."""
-    cmd = [sys.executable, '-m', 'gluon_softmax.bench', '--row', name, '--data-dir', data_dir,
-           '--warmup', str(warmup), '--epochs', str(epochs), '--batch-size', str(batch_size)]
+    # -X faulthandler: a hung row prints its stacks on SIGABRT (see run_child)
+    cmd = [sys.executable, '-X', 'faulthandler', '-m', 'gluon_softmax.bench', '--row', name,
+           '--data-dir', data_dir, '--warmup', str(warmup), '--epochs', str(epochs),
+           '--batch-size', str(batch_size)]
     if resize:
         cmd += ['--resize', str(resize)]
     if max_batches:
         cmd += ['--max-batches', str(max_batches)]
     print(f'measuring {name} (batch size {batch_size}, resize {resize or IMAGE_SIDE}) ...',
           file=sys.stderr, flush=True)
-    status, _, _, out, err = run_child(cmd)
+    status, _, _, out, err = run_child(cmd, f'row {name} (batch size {batch_size}, resize '
+                                            f'{resize or IMAGE_SIDE})', timeout)
     if status != 0 or not out.strip():
         raise BenchError(f'row {name} exited with status {status}: {err.strip()[-2000:]}')
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_cli(epochs, flags=(), launcher=()):
+def run_cli(epochs, flags=(), launcher=(), timeout=CHILD_TIMEOUT):
     """Wall time, peak RSS and the history of one training CLI run with ``flags``.
 
     ``launcher`` (e.g. ``['-m', 'gluon_softmax.launch', '-n', '2', '--']``) runs the CLI
@@ -430,12 +525,12 @@ def run_cli(epochs, flags=(), launcher=()):
         out = os.path.join(tmp, 'run')
         train = ['-m', 'gluon_softmax.train', '--epochs', str(epochs), '--out', out,
                  '--seed', str(SEED), *flags]
-        cmd = ([sys.executable, *launcher, sys.executable, *train] if launcher
-               else [sys.executable, *train])
+        python = [sys.executable, '-X', 'faulthandler']
+        cmd = [*python, *launcher, *python, *train] if launcher else [*python, *train]
         shown = ' '.join(['python', *launcher, 'python', *train] if launcher
                          else ['python', *train]).replace(out, '<tmpdir>')
         print(f'running {shown} ...', file=sys.stderr, flush=True)
-        status, seconds, rss, _, err = run_child(cmd)
+        status, seconds, rss, _, err = run_child(cmd, shown, timeout)
         if status != 0:
             raise BenchError(f'{shown} exited with status {status}: {err.strip()[-2000:]}')
         with open(os.path.join(out, 'metrics.json'), encoding='utf-8') as f:
@@ -457,11 +552,11 @@ SCALE_OUT = {
 }
 
 
-def run_scale_out(epochs):
+def run_scale_out(epochs, timeout=CHILD_TIMEOUT):
     """The CLI on one device, on two devices and as two workers; one dict per form."""
     runs = []
     for name, (launcher, flags) in SCALE_OUT.items():
-        runs.append({'name': name, **run_cli(epochs, flags, launcher)})
+        runs.append({'name': name, **run_cli(epochs, flags, launcher, timeout)})
     base = runs[0]['seconds_per_epoch']
     for run in runs:
         run['time_vs_one_device'] = run['seconds_per_epoch'] / base
@@ -521,8 +616,10 @@ def run_all(args):
                             'book_batches': book_batches, 'book_num_workers': BOOK_WORKERS,
                             'quick': args.quick, 'data_dir': data_dir,
                             'num_train': 60000, 'num_test': 10000}}
-    rows = [run_row('book', data_dir, warmup, book_epochs, max_batches=book_batches)]
-    rows += [run_row(name, data_dir, warmup, epochs)
+    timeout = args.timeout
+    rows = [run_row('book', data_dir, warmup, book_epochs, max_batches=book_batches,
+                    timeout=timeout)]
+    rows += [run_row(name, data_dir, warmup, epochs, timeout=timeout)
              for name in ('concise', 'scratch', 'pytorch', 'floor', 'floor-mxnet')]
     results['rows'] = add_ratios(rows)
     # the concise row already is batch 256 at 28 x 28: reuse it rather than measure twice
@@ -531,14 +628,16 @@ def run_all(args):
     batch_sizes = QUICK_SCALING_BATCH_SIZES if args.quick else SCALING_BATCH_SIZES
     for batch_size in batch_sizes:
         scaling.append(concise if batch_size == BATCH_SIZE else
-                       run_row('concise', data_dir, warmup, epochs, batch_size=batch_size))
+                       run_row('concise', data_dir, warmup, epochs, batch_size=batch_size,
+                               timeout=timeout))
     for side in SCALING_RESIZES:
         if side != IMAGE_SIDE:
-            scaling.append(run_row('concise', data_dir, warmup, epochs, resize=side))
+            scaling.append(run_row('concise', data_dir, warmup, epochs, resize=side,
+                                   timeout=timeout))
     results['scaling'] = scaling
-    results['cli'] = run_cli(QUICK_CLI_EPOCHS if args.quick else CLI_EPOCHS)
+    results['cli'] = run_cli(QUICK_CLI_EPOCHS if args.quick else CLI_EPOCHS, timeout=timeout)
     results['scale_out'] = run_scale_out(QUICK_SCALE_OUT_EPOCHS if args.quick
-                                         else SCALE_OUT_EPOCHS)
+                                         else SCALE_OUT_EPOCHS, timeout)
     return results
 
 
@@ -559,6 +658,10 @@ def build_parser():
                         f'{QUICK_BOOK_BATCHES} batches, fewer batch sizes, 1-epoch CLI run')
     p.add_argument('--data-dir', metavar='DIR',
                    help='directory with the Fashion-MNIST files (default: found as the CLI does)')
+    p.add_argument('--timeout', type=positive_float, default=CHILD_TIMEOUT, metavar='SECONDS',
+                   help='how long each measurement process may run before it counts as hung: '
+                        'it is then killed, with its stacks shown (default: '
+                        f'{CHILD_TIMEOUT})')
     p.add_argument('--row', choices=tuple(ROWS), help=argparse.SUPPRESS)
     p.add_argument('--batch-size', type=positive_int, default=BATCH_SIZE, help=argparse.SUPPRESS)
     p.add_argument('--resize', type=positive_int, help=argparse.SUPPRESS)
@@ -571,16 +674,23 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.row:
         print(json.dumps(measure_row(args)), flush=True)
-        sys.stderr.flush()
-        os._exit(0)  # no interpreter clean-up: a killed pool's finalizer could wait forever
+        return 0
     if args.quick:
         args.warmup, args.epochs = 1, 1
-    from gluon_softmax.data import DataError
+    # Ctrl-C, SIGTERM: the running measurement and its processes are ended, and the
+    # temporary run directories removed, as the Interrupted exception unwinds
+    StopOnSignal().install()
     try:
-        results = run_all(args)
-    except (DataError, BenchError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        from gluon_softmax.data import DataError
+        try:
+            results = run_all(args)
+        except (DataError, BenchError) as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
+    except Interrupted as e:
+        print(f'interrupted ({e}); the measurement running then was stopped, no results '
+              'were written', file=sys.stderr)
+        return 128 + e.signum
     print(report(results))
     directory = os.path.dirname(args.out)
     if directory:

@@ -24,6 +24,7 @@ from mxnet.gluon.data import vision
 from gluon_softmax.idx import (IDX_FILES, IMAGE_SIDE, IMAGES_MAGIC, LABELS_MAGIC,  # noqa: F401
                                NUM_CLASSES, SPLITS, DataError, idx_path, parse_idx, read_idx,
                                read_split)
+from gluon_softmax.loader_workers import WorkerDataLoader
 
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
@@ -161,7 +162,9 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None
 
     Each sample goes through ``transform_first(ToTensor [+ Resize])`` on every
     epoch; ``num_workers`` defaults to 0 (worker processes bring no speed-up on
-    small machines and can hang where /dev/shm is small).
+    small machines). With workers, call ``close()`` on each loader to end them
+    (their finalizer does too); a worker that dies or hangs raises
+    :class:`gluon_softmax.loader_workers.LoaderWorkerError`.
     """
     trans = [vision.transforms.ToTensor()]
     if resize:
@@ -179,10 +182,11 @@ def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None
                      f'with {workers} workers')
     mnist_train = FashionMNIST(directory, train=True, verify=verify)
     mnist_test = FashionMNIST(directory, train=False, verify=verify)
-    return (gluon.data.DataLoader(mnist_train.transform_first(trans), batch_size,
-                                  shuffle=True, num_workers=workers),
-            gluon.data.DataLoader(mnist_test.transform_first(trans), batch_size,
-                                  shuffle=False, num_workers=workers))
+    # gluon.data.DataLoader, whose worker processes cannot deadlock (see loader_workers)
+    return (WorkerDataLoader(mnist_train.transform_first(trans), batch_size, shuffle=True,
+                             num_workers=workers),
+            WorkerDataLoader(mnist_test.transform_first(trans), batch_size, shuffle=False,
+                             num_workers=workers))
 
 
 def available_memory():

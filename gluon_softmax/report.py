@@ -209,6 +209,9 @@ def describe_end(metrics):
     if status == 'interrupted':
         return (f"interrupted by {ended.get('signal', 'a signal')} during epoch {done + 1}; "
                 f"{done} epoch{'' if done == 1 else 's'} completed")
+    if status == 'failed':
+        return (f"failed during epoch {done + 1}: {ended.get('error', 'an error')}; "
+                f"{done} epoch{'' if done == 1 else 's'} completed")
     return f'status {status}: the run had not ended when this was written'
 
 

@@ -15,7 +15,6 @@ import tempfile
 import threading
 
 from gluon_softmax.checkpoint import CHECKPOINT
-from gluon_softmax.launch import die_with_parent  # the launcher's children do the same
 
 DEFAULT_MAX_LOSS = 100.0  # mean loss per example; training starts near ln 10 = 2.3
 CHECK_EVERY = 20  # batches between divergence checks (each check waits for the device)
@@ -116,21 +115,6 @@ class Interrupted(BaseException):
         return Interrupted, (self.signum,)
 
 
-def loader_worker_dispositions():
-    """In a forked DataLoader worker: out of the CLI's process group, dying with the parent.
-
-    Ctrl-C in a terminal, ``kill -TERM -PGID`` or a service manager signal the
-    whole process group; a worker killed that way may die holding its pool's
-    queue lock, and the pool's clean-up would then wait for it forever. In a
-    group of its own a worker gets only what its pool sends it (SIGTERM, with
-    the default action: it ends), and SIGKILL when the CLI process dies.
-    """
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    die_with_parent()
-
-
 def in_finalizer(frame):
     """True when ``frame`` runs inside a ``__del__`` (an exception there is printed and lost)."""
     while frame is not None:
@@ -143,13 +127,10 @@ def in_finalizer(frame):
 class StopOnSignal:
     """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written.
 
-    Only in the process that installed it: DataLoader worker processes are
-    forked with the handler, and there a signal must do what it does by
-    default (SIGTERM ends the worker, which is how its pool stops it), while
-    Ctrl-C, sent to the whole process group, is left to the main process.
+    Only in the process that installed it: a process forked with the handler
+    (a DataLoader worker, until it sets its own dispositions) gets the
+    default action for SIGTERM and leaves Ctrl-C to the main process.
     """
-
-    fork_hook = False  # os.register_at_fork hooks cannot be removed: register once
 
     def __init__(self):
         self.received = None
@@ -176,19 +157,15 @@ class StopOnSignal:
         """From now on only note signals: the run has ended, what is left is clean-up."""
         self.holding = True
 
-    def install(self, isolate_children=False):
+    def install(self):
         """Install the handlers (main thread only).
 
-        ``isolate_children`` (for the CLI process, which forks only DataLoader
-        workers): each forked child is set up by :func:`loader_worker_dispositions`,
-        at the kernel, not by a Python handler (one of MXNet's threads may take
-        the signal while the worker waits on a lock).
+        DataLoader workers set their own dispositions as they start (see
+        :mod:`gluon_softmax.loader_workers`); the check in :meth:`handler`
+        covers the moment between their fork and that.
         """
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self.handler)
-        if isolate_children and not StopOnSignal.fork_hook:
-            os.register_at_fork(after_in_child=loader_worker_dispositions)
-            StopOnSignal.fork_hook = True
 
     def run_whole(self, work, raise_after=True):
         """Run ``work()`` without being cut off, then act on a signal that came meanwhile.

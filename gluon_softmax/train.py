@@ -12,7 +12,6 @@ import os
 import random
 import shlex
 import sys
-import traceback
 
 from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, atomic_write,
                                       load_checkpoint, save_checkpoint, write_text)
@@ -264,6 +263,7 @@ def run(args, stop):
 
     from gluon_softmax import models, parallel
     from gluon_softmax.context import parse_ctx
+    from gluon_softmax.loader_workers import end_workers
     ctxs = parse_ctx(args.ctx)
     npx.set_np()
     workers = parallel.connect(args.kvstore)
@@ -282,9 +282,10 @@ def run(args, stop):
         return train_run(args, stop, recipe, directory.path if lead else out, ctxs, workers,
                          iters)
     finally:
-        # what follows is clean-up (DataLoader pools ending as the loaders go): a signal now
-        # is only noted, see main()
+        # what follows is clean-up (the loader workers killed and reaped, within seconds): a
+        # signal now is only noted, see main()
         stop.finish()
+        end_workers(*iters)  # bounded: killed and reaped, see loader_workers
         if directory is not None:
             directory.release()
 
@@ -292,6 +293,7 @@ def run(args, stop):
 def train_run(args, stop, recipe, out, ctxs, workers, iters):
     """Train in the claimed run directory ``out``, writing it as it goes; the exit status."""
     from gluon_softmax import data, models, parallel, training
+    from gluon_softmax.loader_workers import LoaderWorkerError
     train_iter, val_iter, test_iter = iters
     lead = workers.rank == 0
     model = models.build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
@@ -343,6 +345,15 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
         if lead:
             kept = (f'the checkpoint of epoch {len(done)} is kept' if done else
                     'no epoch was saved')
+            print(f'error: {e}; {kept}', file=sys.stderr)
+        return 2
+    except LoaderWorkerError as e:
+        # a worker process died (the OOM killer, SIGBUS on a full /dev/shm) or hung; every
+        # worker is ended already: the run stops with what it saved
+        if lead:
+            end_early(out, metrics, done, 'failed', {'error': str(e)}, stop)
+            kept = (f'the checkpoint of epoch {len(done)} is kept; continue with: '
+                    f'{resume_hint(out)}' if done else 'no epoch was saved')
             print(f'error: {e}; {kept}', file=sys.stderr)
         return 2
     except Diverged as e:
@@ -415,9 +426,7 @@ def main(argv=None, as_program=False):
     """
     args = build_parser().parse_args(argv)
     stop = StopOnSignal()
-    stop.install(isolate_children=as_program)
-    if as_program:
-        quiet_worker_hangups()
+    stop.install()
     if os.environ.get('DMLC_ROLE') != 'worker':  # in a job, worker 0 speaks once it knows its rank
         # importing MXNet takes seconds: say something first
         print('loading MXNet and Fashion-MNIST ...', flush=True)
@@ -443,48 +452,7 @@ def main(argv=None, as_program=False):
         status = 128 + stop.received
     if as_program:
         leave_failed_job(status)
-        leave_without_loader_workers(status)
     return status
-
-
-def quiet_worker_hangups():
-    """Keep a DataLoader worker stopped mid-handshake from printing a traceback of ours.
-
-    When a run stops, its pool's workers are terminated; one may be handing a
-    batch's shared memory to this process at that moment, and the helper thread
-    serving it (``multiprocessing.resource_sharer``, which reports through
-    ``sys.excepthook``) then fails on the closed connection. Only those
-    failures are silenced.
-    """
-    default = sys.excepthook
-
-    def hook(exc_type, value, tb):
-        frames = traceback.extract_tb(tb)
-        if not (issubclass(exc_type, (EOFError, ConnectionError)) and frames
-                and frames[0].filename.endswith(os.path.join('multiprocessing',
-                                                             'resource_sharer.py'))):
-            default(exc_type, value, tb)
-    sys.excepthook = hook
-
-
-def leave_without_loader_workers(status):
-    """End the CLI process at once when DataLoader worker processes are still alive.
-
-    Their pool's own clean-up (``DataLoader.__del__`` -> ``Pool.terminate``) can wait
-    forever for a worker that died holding the pool's queue lock; the run's files are
-    all written by now, so the workers are killed and the process leaves.
-    """
-    import multiprocessing
-    import threading
-    children = multiprocessing.active_children()
-    if not children:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    threading.excepthook = lambda args: None  # the process is leaving: no thread speaks now
-    for child in children:
-        child.kill()
-    os._exit(status)
 
 
 def leave_failed_job(status):
