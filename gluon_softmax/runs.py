@@ -124,6 +124,15 @@ def in_finalizer(frame):
     return False
 
 
+DEFER_SECONDS, MAX_DEFERRALS = 0.01, 100  # a signal waits at most ~1 s to leave MXNet's code
+
+
+def in_mxnet(frame):
+    """True when ``frame`` (the one a signal interrupted) is MXNet's own Python code."""
+    name = frame.f_globals.get('__name__', '') if frame is not None else ''
+    return name == 'mxnet' or name.startswith('mxnet.')
+
+
 class StopOnSignal:
     """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written.
 
@@ -135,6 +144,7 @@ class StopOnSignal:
     def __init__(self):
         self.received = None
         self.holding = False
+        self.deferred = 0  # times in a row a signal was asked again (see handler)
         self.owner = os.getpid()
 
     def handler(self, signum, frame):
@@ -147,10 +157,14 @@ class StopOnSignal:
         self.received = signum
         if self.holding:
             return
-        if in_finalizer(frame):
-            # raised here it would be printed and dropped by the finalizer: ask again soon
-            threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        # Raised in a finalizer it would be printed and dropped; raised inside MXNet's own
+        # Python code it can leave an object half made (an NDArray without its handle, whose
+        # __del__ then prints a traceback). Either way: ask again soon, within a bound.
+        if in_finalizer(frame) or (in_mxnet(frame) and self.deferred < MAX_DEFERRALS):
+            self.deferred += 1
+            threading.Timer(DEFER_SECONDS, os.kill, (os.getpid(), signum)).start()
             return
+        self.deferred = 0
         raise Interrupted(signum)
 
     def finish(self):

@@ -1,0 +1,63 @@
+"""runs.StopOnSignal: where a signal may be raised as Interrupted, and where it is asked again."""
+import signal
+import types
+
+import pytest
+
+from gluon_softmax import runs
+
+
+def frame_of(module_name, code_name='f'):
+    """A stand-in for the frame a signal interrupted: its module's name and its function's."""
+    return types.SimpleNamespace(f_globals={'__name__': module_name},
+                                 f_code=types.SimpleNamespace(co_name=code_name), f_back=None)
+
+
+@pytest.fixture
+def timers(monkeypatch):
+    """The re-sends the handler schedules, recorded instead of run."""
+    started = []
+
+    class Timer:
+        def __init__(self, delay, function, args):
+            started.append((delay, function, args))
+
+        def start(self):
+            pass
+    monkeypatch.setattr(runs.threading, 'Timer', Timer)
+    return started
+
+
+@pytest.mark.parametrize('module', ['mxnet', 'mxnet.ndarray.ndarray', 'mxnet._ctypes.ndarray'])
+def test_a_signal_inside_mxnet_is_asked_again_not_raised(timers, module):
+    stop = runs.StopOnSignal()
+    assert stop.handler(signal.SIGINT, frame_of(module)) is None
+    assert stop.received == signal.SIGINT and len(timers) == 1
+    # once the main thread is back in code of ours, the next delivery raises
+    with pytest.raises(runs.Interrupted):
+        stop.handler(signal.SIGINT, frame_of('gluon_softmax.training'))
+    assert stop.deferred == 0
+
+
+@pytest.mark.parametrize('module', ['gluon_softmax.training', 'mxnetwork', '__main__'])
+def test_a_signal_outside_mxnet_is_raised_at_once(timers, module):
+    with pytest.raises(runs.Interrupted):
+        runs.StopOnSignal().handler(signal.SIGTERM, frame_of(module))
+    assert timers == []
+
+
+def test_deferral_is_bounded(timers):
+    # a main thread that never leaves MXNet (a wait inside it) is still interrupted, within ~1 s
+    stop = runs.StopOnSignal()
+    for _ in range(runs.MAX_DEFERRALS):
+        assert stop.handler(signal.SIGINT, frame_of('mxnet.gluon.data.dataloader')) is None
+    with pytest.raises(runs.Interrupted):
+        stop.handler(signal.SIGINT, frame_of('mxnet.gluon.data.dataloader'))
+    assert len(timers) == runs.MAX_DEFERRALS
+    assert runs.MAX_DEFERRALS * runs.DEFER_SECONDS <= 1.0
+
+
+def test_a_signal_in_a_finalizer_is_asked_again(timers):
+    stop = runs.StopOnSignal()
+    assert stop.handler(signal.SIGINT, frame_of('gluon_softmax.data', '__del__')) is None
+    assert len(timers) == 1
