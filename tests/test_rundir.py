@@ -412,10 +412,14 @@ def test_checkpoint_errors_name_the_true_cause(saved, tmp_path, monkeypatch):
 
 
 def test_a_mismatched_checkpoint_names_mxnets_reason_not_its_traceback(saved):
-    path, _, _ = saved
+    path, model, _ = saved
+    members = members_of(path)
+    members['params'] = (header('uint8', 1000), b'\0' * 1000, False)  # no MXNet file
+    write_npz(path, members)
     with pytest.raises(CheckpointError, match='do not fit') as info:
-        load_checkpoint(path, build(momentum=0.9, resize=14))
+        load_checkpoint(path, model)
     assert 'Traceback' not in str(info.value)
+    assert 'Invalid NDArray file format' in str(info.value)
 
 
 @pytest.mark.parametrize('argv, needle', [
