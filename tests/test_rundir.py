@@ -429,3 +429,89 @@ def test_flags_naming_no_directory_are_refused(tmp_path, capsys, argv, needle):
     # --data-dir nowhere: whatever starts a run fails on the data, with another message
     assert main([*argv, '--data-dir', tmp_path / 'nowhere']) == 2
     assert needle in one_error(capsys)
+
+
+# ================================================================= 6, 7. counts and indices
+
+@pytest.mark.parametrize('argv, needle', [
+    (['-n', '99999999999999999999', '--', 'true'], '-n/--num-workers'),
+    (['-n', '4097', '--', 'true'], '-n/--num-workers'),
+    (['-n', '1', '-s', '99999999999999999999', '--', 'true'], '-s/--num-servers'),
+], ids=['n-huge', 'n-above-bound', 's-huge'])
+def test_launcher_counts_are_bounded_before_use(capsys, argv, needle):
+    from gluon_softmax import launch
+    with pytest.raises(SystemExit) as info:
+        launch.parse_args(argv)
+    assert info.value.code == 2
+    line = one_error(capsys)
+    assert needle in line and '4096' in line
+
+
+@pytest.mark.parametrize('slots', ['99999999999999999999', '4097'])
+def test_hosts_file_slots_are_bounded_before_use(tmp_path, slots):
+    from gluon_softmax.launch import HostsError, read_hosts
+    path = tmp_path / 'hosts'
+    path.write_text(f'a address=127.0.0.1 slots={slots}\n')
+    with pytest.raises(HostsError, match=f"line 1: slots must be an integer from 0 to 4096, "
+                                         f"got '{slots}'"):
+        read_hosts(path)
+
+
+@pytest.mark.parametrize('spec', ['cpu:2147483648', 'cpu:1024', 'cpu:0,cpu:99999999999999'])
+def test_cpu_indices_are_bounded(spec):
+    from gluon_softmax.context import ContextError, parse_ctx
+    with pytest.raises(ContextError, match='above 1023'):
+        parse_ctx(spec)
+    assert parse_ctx('cpu:0,cpu:1023') == [mx.cpu(0), mx.cpu(1023)]  # up to the bound
+
+
+def test_a_non_ascii_digit_index_is_one_error():
+    from gluon_softmax.context import ContextError, parse_ctx
+    with pytest.raises(ContextError, match='not a number'):
+        parse_ctx('cpu:\u00b2')  # '²'.isdigit() is True, int('²') fails
+
+
+# ================================================================= 12. the default runs/
+
+@pytest.fixture
+def read_only():
+    """``read_only(path)``: a read-only bind mount of ``path``, undone after the test."""
+    done = []
+
+    def mount(path):
+        try:
+            subprocess.run(['mount', '--bind', str(path), str(path)], check=True, timeout=30,
+                           capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            pytest.skip(f'cannot bind-mount (needs root): {e}')
+        done.append(path)
+        subprocess.run(['mount', '-o', 'remount,ro,bind', str(path)], check=True, timeout=30)
+    yield mount
+    for path in reversed(done):
+        if subprocess.run(['umount', str(path)], timeout=30).returncode:
+            subprocess.run(['umount', '-l', str(path)], timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize('cwd_state, needle', [
+    ('file-named-runs', 'exists and is not a directory'),
+    ('deleted', 'working directory no longer exists'),
+    ('read-only', 'Read-only file system'),
+])
+def test_an_unusable_default_runs_directory_is_one_error(runs, tmp_path, capsys, monkeypatch,
+                                                         read_only, cwd_state, needle):
+    cwd = tmp_path / 'cwd'
+    cwd.mkdir()
+    if cwd_state == 'file-named-runs':
+        (cwd / 'runs').write_text('my notes')
+    elif cwd_state == 'read-only':
+        read_only(cwd)  # before the chdir: a process inside keeps the directory under the mount
+    monkeypatch.chdir(cwd)
+    if cwd_state == 'deleted':
+        cwd.rmdir()
+    assert main(['--epochs', 1, '--data-dir', runs[0]]) == 2
+    line = one_error(capsys)
+    assert needle in line and '--out' in line
+    if cwd_state == 'file-named-runs':
+        assert (cwd / 'runs').read_text() == 'my notes'
