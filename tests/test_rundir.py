@@ -424,8 +424,9 @@ def test_a_mismatched_checkpoint_names_mxnets_reason_not_its_traceback(saved):
 
 @pytest.mark.parametrize('argv, needle', [
     (['--resume', ''], "--resume ''"),
-], ids=['resume-empty'])
-def test_flags_naming_no_directory_are_refused(tmp_path, capsys, argv, needle):
+    (['--lr', '1e-320'], '--lr'),  # 0 in float32: a run that learns nothing
+], ids=['resume-empty', 'lr-zero-in-float32'])
+def test_flags_that_cannot_mean_what_they_say_are_refused(tmp_path, capsys, argv, needle):
     # --data-dir nowhere: whatever starts a run fails on the data, with another message
     assert main([*argv, '--data-dir', tmp_path / 'nowhere']) == 2
     assert needle in one_error(capsys)
