@@ -238,7 +238,8 @@ def _header_problem(file, limits):
             want_dtype, want_shape = MEMBERS[name]
             if dtype != onp.dtype(want_dtype) or len(shape) != 1 or (
                     want_shape is not None and shape != want_shape):
-                return f'{name} is {dtype}{list(shape)}, not {want_dtype}{list(want_shape or ["n"])}'
+                wanted = list(want_shape or ['n'])
+                return f'{name} is {dtype}{list(shape)}, not {want_dtype}{wanted}'
             size = shape[0] * dtype.itemsize
             if size > info.file_size - offset:
                 return f'{name} declares {size} bytes but holds {info.file_size - offset}'
@@ -321,7 +322,7 @@ def load_checkpoint(path, model, settings=None, settings_source='the run'):
 
 
 def _check_settings(path, saved, settings, source):
-    """CheckpointError unless the checkpoint's ``saved`` settings are ``settings`` (epochs apart)."""
+    """CheckpointError unless the checkpoint's ``saved`` settings are ``settings``, epochs apart."""
     if not isinstance(saved, dict):
         raise CheckpointError(f'{path}: the checkpoint does not record which run it belongs to '
                               '(written by an older gluon_softmax); start a new run')
