@@ -8,11 +8,18 @@ import json
 import os
 import random
 import tempfile
+import zipfile
 
 import numpy as onp
+from numpy.lib import format as npy_format
 
 CHECKPOINT = 'checkpoint.npz'
 FORMAT = 'gluon_softmax-checkpoint-1'
+# (dtype, shape or None for any length) of each array a checkpoint may hold
+MEMBERS = {'meta': ('uint8', None), 'params': ('uint8', None), 'trainer': ('uint8', None),
+           'numpy_rng_keys': ('uint32', (624,))}
+META_LIMIT = 64 << 20  # bytes of meta: JSON of the history, a few hundred bytes an epoch
+STATE_SLACK = 64 << 10  # bytes beyond the raw arrays: names, shapes, the pickled optimizer
 
 
 class CheckpointError(Exception):
@@ -85,32 +92,44 @@ def _bytes_of(save, directory):
 
 
 def _load_from_bytes(load, content, directory):
-    """Call ``load(path)`` on a temporary file in ``directory`` holding ``content``."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.checkpoint-part-', suffix='.tmp')
+    """Call ``load(path)`` on a temporary file in ``directory`` holding ``content``.
+
+    A temporary file that cannot be written (a full disk) raises :class:`WriteError`.
+    """
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(content)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.checkpoint-part-', suffix='.tmp')
+    except OSError as e:
+        raise WriteError(f'cannot write a temporary file in {directory}: {e.strerror}') from None
+    try:
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(content)
+        except OSError as e:
+            raise WriteError(f'cannot write a temporary file in {directory}: '
+                             f'{e.strerror}') from None
         load(tmp)
     finally:
         os.remove(tmp)
 
 
-def save_checkpoint(path, model, history):
+def save_checkpoint(path, model, history, settings=None):
     """Write everything needed to continue training ``model`` after ``history``'s last epoch.
 
-    ``model`` follows the :class:`gluon_softmax.models.Model` protocol.
+    ``model`` follows the :class:`gluon_softmax.models.Model` protocol;
+    ``settings`` (a dict, e.g. ``Recipe.to_dict()``) records which run the
+    checkpoint belongs to, and is enough to resume it without other files.
     """
     try:
-        _save_checkpoint(path, model, history)
+        _save_checkpoint(path, model, history, settings)
     except OSError as e:
         raise WriteError(f'cannot write {path}: {e.strerror or e}') from None
 
 
-def _save_checkpoint(path, model, history):
+def _save_checkpoint(path, model, history, settings):
     directory = os.path.dirname(os.path.abspath(path))
     np_state = onp.random.get_state()
     meta = {
-        'format': FORMAT, 'impl': model.impl, 'history': history,
+        'format': FORMAT, 'impl': model.impl, 'history': history, 'settings': settings,
         # the shuffling order comes from NumPy's global generator (as in Gluon's sampler)
         'numpy_rng': [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
         'python_rng': _jsonable(random.getstate()),
@@ -150,23 +169,85 @@ def _tupled(value):
     return value
 
 
-def read_checkpoint(path):
-    """``(meta, arrays)`` of a checkpoint file, every field checked; raises CheckpointError."""
+def read_checkpoint(path, limits=None):
+    """``(meta, arrays)`` of a checkpoint file, every field checked; raises CheckpointError.
+
+    ``limits`` maps an array's name to the most bytes it may hold (e.g. what
+    the model's parameters take); every array's size is read from its header
+    and checked before any of it is read.
+    """
+    limits = {'meta': META_LIMIT, **(limits or {})}
     try:
-        with onp.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in f.files}
-        meta = json.loads(arrays['meta'].tobytes().decode())
-        if meta.get('format') != FORMAT:
-            raise ValueError('unknown format')
+        with open(path, 'rb') as file:  # one open file: what is checked is what is read
+            problem = _header_problem(file, limits)
+            if problem:
+                raise CheckpointError(f'{path}: damaged checkpoint: {problem}')
+            file.seek(0)
+            with onp.load(file, allow_pickle=False) as f:
+                arrays = {name: f[name] for name in f.files}
     except FileNotFoundError:
         raise CheckpointError(f'{path}: no checkpoint (the run stopped before its first '
                               'epoch ended)') from None
+    except _NotACheckpoint:
+        raise CheckpointError(f'{path}: not a gluon_softmax checkpoint') from None
+    except OSError as e:
+        raise CheckpointError(f'{path}: cannot read it: {e.strerror or e}') from None
+    except CheckpointError:
+        raise
     except Exception:  # noqa: BLE001 - any unreadable content means "not a checkpoint"
+        raise CheckpointError(f'{path}: not a gluon_softmax checkpoint') from None
+    try:
+        meta = json.loads(arrays['meta'].tobytes().decode())
+        if meta.get('format') != FORMAT:
+            raise ValueError('unknown format')
+    except Exception:  # noqa: BLE001 - the same: no meta of ours
         raise CheckpointError(f'{path}: not a gluon_softmax checkpoint') from None
     problem = _problem(meta, arrays)
     if problem:
         raise CheckpointError(f'{path}: damaged checkpoint: {problem}')
     return meta, arrays
+
+
+class _NotACheckpoint(Exception):
+    """The file is no NumPy .npz archive of ours at all."""
+
+
+def _header_problem(file, limits):
+    """What is wrong with the arrays' headers in the .npz ``file`` (nothing is read), or None.
+
+    ``onp.load`` allocates what a header declares before it reads the data: a
+    small file declaring a huge array would take that much memory.
+    """
+    try:
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, ValueError):
+        raise _NotACheckpoint() from None
+    with archive:
+        for info in archive.infolist():
+            name = info.filename[:-len('.npy')]
+            if not info.filename.endswith('.npy') or name not in MEMBERS:
+                return f'unexpected member {info.filename!r}'
+            if info.compress_type != zipfile.ZIP_STORED:
+                # ours are stored as they are: a compressed member could declare any size
+                return f'{name} is compressed'
+            with archive.open(info) as member:
+                if npy_format.read_magic(member) != (1, 0):
+                    return f'{name} has an unknown .npy header version'
+                shape, _, dtype = npy_format.read_array_header_1_0(member)
+                offset = member.tell()
+            want_dtype, want_shape = MEMBERS[name]
+            if dtype != onp.dtype(want_dtype) or len(shape) != 1 or (
+                    want_shape is not None and shape != want_shape):
+                wanted = list(want_shape or ['n'])
+                return f'{name} is {dtype}{list(shape)}, not {want_dtype}{wanted}'
+            size = shape[0] * dtype.itemsize
+            if size > info.file_size - offset:
+                return f'{name} declares {size} bytes but holds {info.file_size - offset}'
+            limit = limits.get(name)
+            if limit is not None and size > limit:
+                return (f'{name} holds {size} bytes, more than this model\'s {limit} at most '
+                        '(a checkpoint of another model?)')
+    return None
 
 
 def _problem(meta, arrays):
@@ -194,19 +275,43 @@ def _problem(meta, arrays):
     return None
 
 
-def load_checkpoint(path, model):
-    """Restore parameters, optimizer and RNG states into ``model``; return the history."""
-    meta, arrays = read_checkpoint(path)
+def checkpoint_meta(path):
+    """The meta fields of the checkpoint at ``path``, or None when there is no readable one."""
+    try:
+        return read_checkpoint(path)[0]
+    except CheckpointError:
+        return None
+
+
+def limits_of(model):
+    """The most bytes each array of ``model``'s checkpoint can hold (see read_checkpoint)."""
+    raw = sum(p.size * p.dtype.itemsize for p in model.parameters())
+    # the optimizer keeps at most one buffer per parameter (momentum)
+    return {'params': raw + STATE_SLACK, 'trainer': 2 * raw + STATE_SLACK}
+
+
+def load_checkpoint(path, model, settings=None, settings_source='the run'):
+    """Restore parameters, optimizer and RNG states into ``model``; return the history.
+
+    With ``settings`` (a dict as given to :func:`save_checkpoint`) the
+    checkpoint must record the same ones, ``epochs`` apart (a resumed run may
+    grow): else it is another run's. ``settings_source`` names them in the message.
+    """
+    meta, arrays = read_checkpoint(path, limits_of(model))
     if meta['impl'] != model.impl:
         raise CheckpointError(f'{path}: checkpoint of the {meta["impl"]} model, not {model.impl}')
+    if settings is not None:
+        _check_settings(path, meta.get('settings'), settings, settings_source)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         _load_from_bytes(model.net.load_parameters, arrays['params'].tobytes(), directory)
         if 'trainer' in arrays:
             _load_from_bytes(model.load_states, arrays['trainer'].tobytes(), directory)
+    except WriteError as e:
+        raise CheckpointError(f'{path}: cannot load it: {e}') from None
     except Exception as e:  # noqa: BLE001 - MXNet raises assorted types for a mismatch
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f'{path}: parameters do not fit the model: {first}') from None
+        raise CheckpointError(f'{path}: parameters do not fit the model: '
+                              f'{_first_line(e)}') from None
     name, pos, has_gauss, cached = meta['numpy_rng']
     try:
         onp.random.set_state((name, arrays['numpy_rng_keys'], pos, has_gauss, cached))
@@ -214,3 +319,27 @@ def load_checkpoint(path, model):
     except (TypeError, ValueError) as e:
         raise CheckpointError(f'{path}: damaged checkpoint: random state: {e}') from None
     return meta['history']
+
+
+def _check_settings(path, saved, settings, source):
+    """CheckpointError unless the checkpoint's ``saved`` settings are ``settings``, epochs apart."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f'{path}: the checkpoint does not record which run it belongs to '
+                              '(written by an older gluon_softmax); start a new run')
+    differ = [key for key in sorted(set(saved) | set(settings))
+              if key != 'epochs' and saved.get(key) != settings.get(key)]
+    if differ:
+        there = ', '.join(f'{key} {saved.get(key)}' for key in differ)
+        here = ', '.join(f'{key} {settings.get(key)}' for key in differ)
+        raise CheckpointError(f'{path}: belongs to another run ({there}) than {source} '
+                              f'({here}); resume a directory with its own checkpoint')
+
+
+def _first_line(error):
+    """The first line of an error's message that says something (MXNet's start with a
+    traceback header and a blank line)."""
+    for line in str(error).splitlines():
+        line = line.strip()
+        if line and not line.startswith(('Traceback', 'File ', '[bt]', 'Stack trace')):
+            return line
+    return type(error).__name__

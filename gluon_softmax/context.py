@@ -6,6 +6,11 @@ GPU_HELP = ('install a CUDA build of MXNet (e.g. pip install mxnet-cu112==1.9.1,
             'capability 5.0-8.6, or use --ctx cpu')
 
 
+# cpu:N names the N-th copy of the model in this process (MXNet keeps per-device tables sized by
+# the largest index: cpu:2147483648 grows memory for minutes before anything runs)
+MAX_CPU_INDEX = 1023
+
+
 class ContextError(Exception):
     """A device spec is malformed or names a device this MXNet cannot use."""
 
@@ -68,8 +73,11 @@ def _parse_one(part, spec):
             return [mx.gpu(i) for i in range(available)]
     if not index:
         return [mx.Context(kind, 0)]
-    if not index.isdigit():
+    if not (index.isascii() and index.isdigit()):
         raise ContextError(f'--ctx {spec!r}: device index {index!r} is not a number')
+    if kind == 'cpu' and int(index) > MAX_CPU_INDEX:
+        raise ContextError(f'--ctx {spec!r}: cpu index {index} is above {MAX_CPU_INDEX} (each '
+                           'cpu:N is one more copy of the model in this process)')
     if kind == 'gpu' and int(index) >= available:
         raise ContextError(f'--ctx {spec!r}: gpu:{index} requested but MXNet sees '
                            f'{available} GPU(s)')

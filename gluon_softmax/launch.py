@@ -61,7 +61,7 @@ import subprocess
 import sys
 import time
 
-from gluon_softmax.cli import EXIT_USAGE, Parser, number_type, positive_int
+from gluon_softmax.cli import EXIT_USAGE, Parser, number_type
 
 EXIT_TIMEOUT = 124  # as coreutils' timeout(1)
 POLL_SECONDS = 0.1
@@ -85,6 +85,10 @@ SERVICE_PEAK_BYTES = 200 * 2**20
 # Every worker keeps a core busy (the loop is compute-bound and synchronous): past a few
 # processes per core the job only waits for its slowest worker, and the machine for all of them.
 MAX_PROCESSES_PER_CORE = 4
+# A bound on every count the user gives (-n, -s, slots=), checked before any list is built from
+# it: far beyond what a job of 600 MiB workers fits on (--force included), far below what
+# would take the launcher's own memory.
+MAX_PROCESSES = 4096
 
 # Run by the interpreter on every host before a --hosts job starts (which also shows that the
 # host answers, and that --cwd and the interpreter are there), and here for a job on this
@@ -135,6 +139,10 @@ sys.exit(status)
 """
 
 
+process_count = number_type(int, 1, high=MAX_PROCESSES + 1,
+                            expected=f'an integer from 1 to {MAX_PROCESSES}')
+
+
 def build_parser():
     """The launcher's flags; the worker command follows ``--``."""
     p = Parser(prog='python -m gluon_softmax.launch',
@@ -144,9 +152,10 @@ def build_parser():
                description='Run a dist_sync kvstore job: one scheduler, SERVERS servers and '
                            'WORKERS copies of COMMAND, on loopback, or on the hosts of a '
                            'hosts file.')
-    p.add_argument('-n', '--num-workers', type=positive_int,
-                   required=True, metavar='N', help='number of worker processes')
-    p.add_argument('-s', '--num-servers', type=positive_int,
+    p.add_argument('-n', '--num-workers', type=process_count,
+                   required=True, metavar='N', help='number of worker processes (at most '
+                   f'{MAX_PROCESSES})')
+    p.add_argument('-s', '--num-servers', type=process_count,
                    default=1, metavar='N', help='number of server processes (default: 1)')
     p.add_argument('--timeout', type=number_type(float, 0, low_ok=False,
                                                  expected='a positive number of seconds'),
@@ -310,8 +319,9 @@ def read_hosts(path):
         if any(h.name == name for h in hosts):
             raise HostsError(f'line {number}: host {name!r} is listed twice (use slots=N)')
         slots = options.get('slots', '1')
-        if not (slots.isascii() and slots.isdigit()):
-            raise HostsError(f'line {number}: slots must be an integer >= 0, got {slots!r}')
+        if not (slots.isascii() and slots.isdigit()) or int(slots) > MAX_PROCESSES:
+            raise HostsError(f'line {number}: slots must be an integer from 0 to '
+                             f'{MAX_PROCESSES}, got {slots!r}')
         hosts.append(Host(name, host_address(name, options.get('address'), number),
                           int(slots), options.get('interface')))
     if not any(h.slots for h in hosts):
@@ -340,10 +350,19 @@ def place(hosts, num_workers, num_servers, scheduler_host):
     Workers fill the first host's slots, then the next host's, and start over at the first
     host when every slot is taken.
     """
-    slots = [host for host in hosts for _ in range(host.slots)]
+    total = sum(host.slots for host in hosts)
+
+    def host_of(worker):
+        # the (worker mod total)-th slot, counted without a list of every slot
+        slot = worker % total
+        for host in hosts:
+            if slot < host.slots:
+                return host
+            slot -= host.slots
+        raise AssertionError('unreachable: slot < total')
     return ([('scheduler', 0, scheduler_host)]
             + [('server', i, scheduler_host) for i in range(num_servers)]
-            + [('worker', i, slots[i % len(slots)]) for i in range(num_workers)])
+            + [('worker', i, host_of(i)) for i in range(num_workers)])
 
 
 def free_port(host=LOOPBACK_HOST):

@@ -10,11 +10,12 @@ import json
 import math
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
 
-from gluon_softmax.checkpoint import CHECKPOINT
+from gluon_softmax.checkpoint import CHECKPOINT, checkpoint_meta
 
 DEFAULT_MAX_LOSS = 100.0  # mean loss per example; training starts near ln 10 = 2.3
 CHECK_EVERY = 20  # batches between divergence checks (each check waits for the device)
@@ -226,11 +227,12 @@ class RunDirectory:
     """The directory of one run, owned by one process at a time.
 
     :meth:`claim` takes an exclusive lock (``flock`` on ``.lock``, which holds
-    the owner's pid) for as long as this process lives, checks the directory
-    can be written, removes temporary files a killed run left, and makes sure
-    the directory describes this run only: a new run needs an empty
-    directory, ``--overwrite`` first removes an earlier run's files (and
-    refuses files that are not a run's), ``--resume`` continues the run there.
+    the owner's pid) for as long as this process lives, before it reads
+    anything else there; checks the directory can be written, removes
+    temporary files a killed run left, and makes sure the directory describes
+    this run only: a new run needs an empty directory, ``--overwrite`` first
+    removes an earlier run's files (and refuses, before removing anything,
+    files that are not a run's), ``--resume`` continues the run there.
     """
 
     def __init__(self, path, flag='--out'):
@@ -242,7 +244,14 @@ class RunDirectory:
     @classmethod
     def unique(cls, parent, prefix):
         """A new directory ``parent/prefix-<timestamp>[-N]``, made here so no other run gets it."""
-        os.makedirs(parent, exist_ok=True)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            # a file named like the parent, a deleted or read-only working directory
+            why = ('exists and is not a directory' if isinstance(e, FileExistsError)
+                   else e.strerror or str(e))
+            raise RunDirectoryError(f'cannot create the run directory {_where(parent)}: {why}; '
+                                    'choose one with --out DIR') from None
         base = os.path.join(parent, f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
         for n in range(1, 1000):
             path = base if n == 1 else f'{base}-{n}'
@@ -251,6 +260,9 @@ class RunDirectory:
                 return cls(path)
             except FileExistsError:
                 continue
+            except OSError as e:
+                raise RunDirectoryError(f'cannot create {path}: {e.strerror or e}; choose a '
+                                        'run directory with --out DIR') from None
         raise RunDirectoryError(f'{base}: 999 runs in one second already')
 
     def _fail(self, what):
@@ -260,12 +272,13 @@ class RunDirectory:
         """Own the directory for a ``'new'``, ``'overwrite'`` or ``'resume'`` run."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             self._fail('exists and is not a directory')
+        if mode == 'resume' and not os.path.isdir(self.path):
+            self._fail('not a run directory (no such directory)')
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as e:
             self._fail(f'cannot create directory: {e.strerror}')
-        created_lock = not os.path.exists(os.path.join(self.path, LOCK))
-        self._lock()
+        created_lock = self._lock()
         try:
             return self._take(mode)
         except RunDirectoryError:
@@ -287,7 +300,19 @@ class RunDirectory:
             if is_temporary(name):
                 os.remove(os.path.join(self.path, name))
         entries = sorted(name for name in os.listdir(self.path) if name != LOCK)
-        if mode == 'resume' or not entries:
+        odd = [f'{name} ({kind})' for name, kind in
+               ((name, _kind(os.path.join(self.path, name))) for name in entries
+                if name in RUN_FILES) if kind != 'file']
+        if odd:
+            # every file of ours is a regular file: anything else there is the user's, and a run
+            # would fail on it only after training (resume) or after removing the rest (overwrite)
+            self._fail(f'{", ".join(odd[:3])}{", ..." if len(odd) > 3 else ""} where a run '
+                       'keeps a file; move it away or choose another directory')
+        if mode == 'resume':
+            if not {METRICS, CHECKPOINT} & set(entries):
+                self._fail(f'not a run directory (neither {METRICS} nor {CHECKPOINT} in it)')
+            return self
+        if not entries:
             return self
         status = self._run_status()
         foreign = [name for name in entries if name not in RUN_FILES or status is None]
@@ -296,7 +321,8 @@ class RunDirectory:
             self._fail(f'holds files that are not a run\'s ({", ".join(foreign[:3])}'
                        f'{", ..." if len(foreign) > 3 else ""}); choose an empty or new directory')
         if mode == 'overwrite':
-            for name in entries:
+            # metrics.json last: until it goes, what is left is still recognisably a run's
+            for name in sorted(entries, key=lambda name: name == METRICS):
                 os.remove(os.path.join(self.path, name))
             return self
         resume = (f'continue it with --resume {self.path}, '
@@ -306,33 +332,61 @@ class RunDirectory:
         return self
 
     def _run_status(self):
-        """The status in the directory's metrics.json, or None when it holds no run of ours."""
+        """The status of the run in the directory, or None when it holds no run of ours.
+
+        A run killed after its first checkpoint but before its first metrics.json
+        left only the checkpoint: its status is ``killed``.
+        """
+        path = os.path.join(self.path, METRICS)
+        if not os.path.lexists(path):
+            meta = checkpoint_meta(os.path.join(self.path, CHECKPOINT))
+            return None if meta is None else 'killed'
         try:
-            with open(os.path.join(self.path, METRICS), encoding='utf-8') as f:
+            with open(path, encoding='utf-8') as f:
                 metrics = json.load(f)
             return metrics['status'] if 'impl' in metrics else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _lock(self):
-        """Take the directory's lock, or say which process holds it."""
+        """Take the directory's lock, or say which process holds it; True if .lock was created.
+
+        ``.lock`` is opened without following a symbolic link and without
+        blocking on a FIFO, and used only when it is a regular file with one
+        link, holding nothing but a pid: any other file named so is the user's,
+        and left exactly as it is.
+        """
         path = os.path.join(self.path, LOCK)
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        created = True
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                created = False
+                fd = os.open(path, flags)
         except OSError as e:
-            self._fail(f'cannot create {LOCK}: {e.strerror}')
+            if e.errno == errno.ELOOP:
+                self._fail(f'{LOCK} is a symbolic link: not the lock file of a run; remove it')
+            self._fail(f'cannot open {LOCK}: {e.strerror}')
+        problem = None if created else _foreign_lock(fd)
+        if problem:
+            os.close(fd)
+            self._fail(f'{LOCK} is {problem}: not the lock file of a run; remove it')
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            owner = os.read(fd, 32).decode(errors='replace').strip() or 'unknown'
+                os.close(fd)
+                self._fail(f'cannot lock {LOCK}: {e.strerror}')
+            owner = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
             os.close(fd)
             self._fail(f'in use by another run (pid {owner}); wait for it or choose another '
                        'directory')
         os.ftruncate(fd, 0)
-        os.write(fd, f'{os.getpid()}\n'.encode())
+        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
         self.lock_fd = fd  # held, hence locked, until this process ends
+        return created
 
     def _check_writable(self):
         """Write and remove a probe file: a read-only directory fails now, not after an epoch."""
@@ -342,3 +396,43 @@ class RunDirectory:
             os.remove(probe)
         except OSError as e:
             self._fail(f'cannot write there: {e.strerror}')
+
+
+MAX_LOCK_BYTES = 32  # a pid and a newline
+
+
+def _foreign_lock(fd):
+    """Why the open ``.lock`` is not a run's lock file, or None when it is one."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return 'not a regular file'
+    if st.st_nlink != 1:
+        return f'a file with {st.st_nlink} links (another name for some other file)'
+    if st.st_uid != os.geteuid() and os.geteuid() != 0:
+        return f'owned by another user (uid {st.st_uid})'
+    if st.st_size > MAX_LOCK_BYTES:
+        return f'a file of {st.st_size} bytes'
+    content = os.pread(fd, MAX_LOCK_BYTES, 0).decode(errors='replace').strip()
+    if content and not content.isdigit():
+        return 'a file holding something other than a pid'
+    return None
+
+
+def _kind(path):
+    """``'file'``, ``'directory'``, ``'symbolic link'`` or ``'special file'`` (not followed)."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode):
+        return 'file'
+    if stat.S_ISDIR(mode):
+        return 'directory'
+    return 'symbolic link' if stat.S_ISLNK(mode) else 'special file'
+
+
+def _where(path):
+    """``path`` made absolute for a message, or said to be in a working directory now gone."""
+    if os.path.isabs(path):
+        return path
+    try:
+        return os.path.join(os.getcwd(), path)
+    except OSError:
+        return f'{path} (the working directory no longer exists)'

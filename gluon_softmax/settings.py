@@ -19,8 +19,11 @@ MAX_SEED = 2 ** 32 - 1  # NumPy's seed range
 
 # MXNet passes optimizer settings as float32 text: larger values fail inside the optimizer
 FLOAT32_MAX = 3.4028234e38
-learning_rate = number_type(float, 0, low_ok=False, high=FLOAT32_MAX,
-                            expected='a positive number below 3.4e38 (float32)')
+# half the smallest positive float32 (1.4e-45): a learning rate up to it is 0 in float32, and
+# nothing learns
+FLOAT32_ROUNDS_TO_0 = 1.401298464324817e-45 / 2
+learning_rate = number_type(float, FLOAT32_ROUNDS_TO_0, low_ok=False, high=FLOAT32_MAX,
+                            expected='a positive number from 1.4e-45 to below 3.4e38 (float32)')
 decay_value = number_type(float, 0, high=FLOAT32_MAX, expected='a number in [0, 3.4e38)')
 momentum_value = number_type(float, 0, high=1, expected='a number in [0, 1)')
 seed_value = number_type(int, 0, high=MAX_SEED + 1, expected=f'an integer in 0..{MAX_SEED}')

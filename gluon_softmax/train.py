@@ -14,7 +14,8 @@ import shlex
 import sys
 
 from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, atomic_write,
-                                      load_checkpoint, save_checkpoint, write_text)
+                                      load_checkpoint, read_checkpoint, save_checkpoint,
+                                      write_text)
 from gluon_softmax.cli import Parser, non_negative_int, positive_float
 from gluon_softmax.idx import SPLITS
 from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, PLOTLY_JS, REPORT,
@@ -91,33 +92,33 @@ def given_settings(args):
             if getattr(args, f.name) is not None}
 
 
-def resolve_settings(args):
-    """The run's recipe and directory: the flags over the defaults, or ``--resume``'s own."""
-    given = given_settings(args)
+def check_resume_flags(args):
+    """Reject ``--resume`` flags that name no directory or another one than ``--out``."""
     if not args.resume:
+        raise UsageError(f'--resume {args.resume!r}: expected the run directory to continue')
+    if args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
+        raise UsageError(f'--out {args.out}: a resumed run writes into its own directory '
+                         f'({args.resume})')
+
+
+def resolve_settings(args):
+    """The run's recipe and directory: the flags over the defaults, or ``--resume``'s own.
+
+    A resumed run's settings are read from its metrics.json, or from its checkpoint
+    when the run was killed before it wrote a metrics.json.
+    """
+    given = given_settings(args)
+    if args.resume is None:
         recipe = Recipe(**given)
         if recipe.seed is None:
             recipe.seed = random.SystemRandom().randrange(2 ** 31)
         return recipe, args.out
-    if args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
-        raise UsageError(f'--out {args.out}: a resumed run writes into its own directory '
-                         f'({args.resume})')
+    check_resume_flags(args)
     path = os.path.join(args.resume, METRICS)
-    try:
-        with open(path, encoding='utf-8') as f:
-            saved = json.load(f)
-        # runs written before impl and seed were hyperparameters kept them at the top level
-        if not isinstance(saved, dict) or not isinstance(saved.get('hyperparameters'), dict):
-            raise ValueError('no dict of hyperparameters in it')
-        for key in ('impl', 'seed'):
-            if saved['hyperparameters'].get(key, saved[key]) != saved[key]:
-                raise ValueError(f'{key} is {saved[key]!r}, but '
-                                 f'{saved["hyperparameters"][key]!r} in hyperparameters')
-        recipe = Recipe.from_dict({'impl': saved['impl'], 'seed': saved['seed'],
-                                   **saved['hyperparameters']})
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError(f'--resume {args.resume}: not a run directory ({path}: '
-                         f'{getattr(e, "strerror", None) or e})') from None
+    if not os.path.lexists(path) and os.path.lexists(os.path.join(args.resume, CHECKPOINT)):
+        recipe = checkpoint_recipe(args.resume)
+    else:
+        recipe = metrics_recipe(args.resume, path)
     for key, value in given.items():
         if key != 'epochs' and value != getattr(recipe, key):
             raise UsageError(f'{flag_name(key)} {value}: the resumed run uses '
@@ -130,6 +131,36 @@ def resolve_settings(args):
                          'schedule')
     recipe.epochs = epochs
     return recipe, args.resume
+
+
+def metrics_recipe(directory, path):
+    """The recipe recorded in a run's ``metrics.json`` at ``path``; UsageError if there is none."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            saved = json.load(f)
+        # runs written before impl and seed were hyperparameters kept them at the top level
+        if not isinstance(saved, dict) or not isinstance(saved.get('hyperparameters'), dict):
+            raise ValueError('no dict of hyperparameters in it')
+        for key in ('impl', 'seed'):
+            if saved['hyperparameters'].get(key, saved[key]) != saved[key]:
+                raise ValueError(f'{key} is {saved[key]!r}, but '
+                                 f'{saved["hyperparameters"][key]!r} in hyperparameters')
+        return Recipe.from_dict({'impl': saved['impl'], 'seed': saved['seed'],
+                                 **saved['hyperparameters']})
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f'--resume {directory}: not a run directory ({path}: '
+                         f'{getattr(e, "strerror", None) or e})') from None
+
+
+def checkpoint_recipe(directory):
+    """The recipe recorded in the checkpoint of a run killed before its first metrics.json."""
+    path = os.path.join(directory, CHECKPOINT)
+    try:
+        meta, _ = read_checkpoint(path)
+        return Recipe.from_dict(meta.get('settings'))
+    except (CheckpointError, ValueError) as e:
+        raise UsageError(f'--resume {directory}: not a run directory (no {METRICS}, and '
+                         f'{path}: {e})') from None
 
 
 def check_settings(recipe):
@@ -149,7 +180,7 @@ def check_settings(recipe):
 
 def claim_out(args, recipe, out):
     """The run directory, owned by this run (see :class:`gluon_softmax.runs.RunDirectory`)."""
-    if args.resume:
+    if args.resume is not None:
         return RunDirectory(out, '--resume').claim('resume')
     if out is None:
         return RunDirectory.unique('runs', recipe.impl).claim('new')
@@ -257,35 +288,46 @@ def run(args, stop):
 
     In a distributed job every worker trains; worker 0 alone prints and writes.
     """
-    recipe, out = resolve_settings(args)
-    check_settings(recipe)
-    from mxnet import npx
-
-    from gluon_softmax import models, parallel
-    from gluon_softmax.context import parse_ctx
-    from gluon_softmax.loader_workers import end_workers
-    ctxs = parse_ctx(args.ctx)
-    npx.set_np()
-    workers = parallel.connect(args.kvstore)
-    lead = workers.rank == 0
-    if workers.distributed:
-        # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all
-        recipe.seed = workers.broadcast_int(recipe.seed)
-    models.set_seed(recipe.seed)
-    iters = load_iters(recipe, args, ctxs[0])
-    directory = claim_out(args, recipe, out) if lead else None
+    directory = None
+    if args.resume is not None and os.environ.get('DMLC_ROLE') != 'worker':
+        # the lock first: the run's files are read only once no other run can change them
+        # (in a job the workers learn which one writes only later, from the kvstore; each
+        # then checks the checkpoint belongs to the settings it read)
+        check_resume_flags(args)
+        directory = RunDirectory(args.resume, '--resume').claim('resume')
     try:
+        recipe, out = resolve_settings(args)
+        check_settings(recipe)
+        from mxnet import npx
+
+        from gluon_softmax import models, parallel
+        from gluon_softmax.context import parse_ctx
+        from gluon_softmax.loader_workers import end_workers
+        ctxs = parse_ctx(args.ctx)
+        npx.set_np()
+        workers = parallel.connect(args.kvstore)
+        lead = workers.rank == 0
         if workers.distributed:
-            # the others read the checkpoint only once worker 0 owns the directory (and has
-            # removed what a killed run left there, which would include their temporary files)
-            workers.barrier()
-        return train_run(args, stop, recipe, directory.path if lead else out, ctxs, workers,
-                         iters)
+            # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all
+            recipe.seed = workers.broadcast_int(recipe.seed)
+        models.set_seed(recipe.seed)
+        iters = load_iters(recipe, args, ctxs[0])
+        try:
+            if lead and directory is None:
+                directory = claim_out(args, recipe, out)
+            if workers.distributed:
+                # the others read the checkpoint only once worker 0 owns the directory (and has
+                # removed what a killed run left there, which would include their temporary
+                # files)
+                workers.barrier()
+            return train_run(args, stop, recipe, directory.path if lead else out, ctxs,
+                             workers, iters)
+        finally:
+            # what follows is clean-up (the loader workers killed and reaped, within seconds):
+            # a signal now is only noted, see main()
+            stop.finish()
+            end_workers(*iters)  # bounded: killed and reaped, see loader_workers
     finally:
-        # what follows is clean-up (the loader workers killed and reaped, within seconds): a
-        # signal now is only noted, see main()
-        stop.finish()
-        end_workers(*iters)  # bounded: killed and reaped, see loader_workers
         if directory is not None:
             directory.release()
 
@@ -298,7 +340,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
     lead = workers.rank == 0
     model = models.build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
     checkpoint = os.path.join(out, CHECKPOINT)
-    history = load_checkpoint(checkpoint, model) if args.resume else []
+    history = (load_checkpoint(checkpoint, model, recipe.to_dict(), f'the run in {METRICS}')
+               if args.resume is not None else [])
     if recipe.epochs < len(history):
         raise UsageError(f'--epochs {recipe.epochs}: the run in {out} has already trained '
                          f'{len(history)} epochs')
@@ -311,7 +354,7 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
                'hyperparameters': recipe.to_dict(), 'loader_workers': args.loader_workers,
                'max_loss': args.max_loss, 'data_dir': data.find_data_dir(args.data_dir),
                # every session of the run, resumed ones included: where each trained
-               'sessions': (earlier_sessions(out) if args.resume else []) + [session]}
+               'sessions': (earlier_sessions(out) if args.resume is not None else []) + [session]}
     done = list(history)
     if lead:
         print(header(recipe, devices, workers, out, len(done)), flush=True)
@@ -319,7 +362,7 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
     def after_epoch(entry):
         def save():
             # the epoch counts as done only once its checkpoint is on disk
-            save_checkpoint(checkpoint, model, done + [entry])
+            save_checkpoint(checkpoint, model, done + [entry], recipe.to_dict())
             done.append(entry)
             write_metrics(out, metrics, done, 'running')
         stop.run_whole(save)
