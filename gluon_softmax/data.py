@@ -16,7 +16,6 @@ import urllib.request
 
 import mxnet as mx
 import numpy as onp
-from mxnet import gluon
 from mxnet import np
 from mxnet.gluon.data import vision
 
