@@ -7,6 +7,7 @@ import argparse
 import math
 import os
 import signal
+import sys
 
 EXIT_USAGE = 2
 
@@ -39,15 +40,21 @@ non_negative_float = number_type(float, 0, expected='a finite number >= 0')
 
 
 def exit_on_signals():
-    """Until a program installs its own handlers, SIGINT/SIGTERM end it with one line.
+    """Until a program installs its own handlers, the stop signals end it with one line.
 
     Leaving with ``os._exit`` rather than an exception: raised inside an
     extension module's import (NumPy's, MXNet's) an exception comes out as that
     library's ImportError essay.
     """
+    resuming = any(arg == '--resume' or arg.startswith('--resume=') for arg in sys.argv)
+    kept = 'the run directory is as it was' if resuming else 'nothing was saved'
+
     def handler(signum, frame):
-        os.write(2, f'interrupted ({signal.Signals(signum).name}) while starting; nothing was '
-                    'saved\n'.encode())
+        try:
+            os.write(2, f'interrupted ({signal.Signals(signum).name}) while starting; '
+                        f'{kept}\n'.encode())
+        except OSError:  # no stderr (2>&-): the exit status says it
+            pass
         os._exit(128 + signum)
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1):
         signal.signal(signum, handler)

@@ -134,8 +134,13 @@ def in_mxnet(frame):
     return name == 'mxnet' or name.startswith('mxnet.')
 
 
+# what ends a run as Ctrl-C does: a closed terminal or ssh session (HUP), quit (QUIT), a
+# service manager or a user's kill (TERM, USR1)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
+
+
 class StopOnSignal:
-    """Turn SIGINT/SIGTERM into :class:`Interrupted`, held back while a checkpoint is written.
+    """Turn the ``STOP_SIGNALS`` into :class:`Interrupted`, held back while a checkpoint is written.
 
     Only in the process that installed it: a process forked with the handler
     (a DataLoader worker, until it sets its own dispositions) gets the
@@ -146,6 +151,7 @@ class StopOnSignal:
         self.received = None
         self.holding = False
         self.deferred = 0  # times in a row a signal was asked again (see handler)
+        self.raised = False  # Interrupted was raised once: later signals are only noted
         self.owner = os.getpid()
 
     def handler(self, signum, frame):
@@ -156,8 +162,8 @@ class StopOnSignal:
                 os.kill(os.getpid(), signum)
             return
         self.received = signum
-        if self.holding:
-            return
+        if self.holding or self.raised:
+            return  # a signal while one is handled: noted, the same exit status, no traceback
         # Raised in a finalizer it would be printed and dropped; raised inside MXNet's own
         # Python code it can leave an object half made (an NDArray without its handle, whose
         # __del__ then prints a traceback). Either way: ask again soon, within a bound.
@@ -166,6 +172,7 @@ class StopOnSignal:
             threading.Timer(DEFER_SECONDS, os.kill, (os.getpid(), signum)).start()
             return
         self.deferred = 0
+        self.raised = True
         raise Interrupted(signum)
 
     def finish(self):
@@ -179,7 +186,7 @@ class StopOnSignal:
         :mod:`gluon_softmax.loader_workers`); the check in :meth:`handler`
         covers the moment between their fork and that.
         """
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self.handler)
 
     def run_whole(self, work, raise_after=True):
@@ -194,6 +201,56 @@ class StopOnSignal:
             self.holding = False
         if self.received is not None and raise_after:
             raise Interrupted(self.received)
+
+
+def guard_streams(stop):
+    """Make the CLI's standard streams safe to write whatever became of them.
+
+    A closed stream (``2>&-``) becomes /dev/null; text the encoding cannot hold
+    (``PYTHONIOENCODING=ascii``, a path under ``LC_ALL=C``) is written escaped, never
+    lost; and standard output becomes a :class:`GuardedStdout`.
+    """
+    for name in ('stdout', 'stderr'):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, 'w'))
+        elif hasattr(stream, 'reconfigure'):
+            stream.reconfigure(errors='backslashreplace')
+    sys.stdout = GuardedStdout(sys.stdout, stop)
+
+
+class GuardedStdout:
+    """Standard output whose reader went away: a closed pipe (``| head``) ends the run as
+    SIGPIPE would (status ``interrupted``, the resume hint on stderr); any other write error
+    (``>/dev/full``) is said once on stderr and the run goes on, its results in files."""
+
+    def __init__(self, stream, stop):
+        self.stream, self.stop = stream, stop
+
+    def write(self, text):
+        return self._guarded(self.stream.write, text)
+
+    def flush(self):
+        return self._guarded(self.stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def _guarded(self, call, *args):
+        try:
+            return call(*args)
+        except OSError as e:
+            # from now on the descriptor writes to /dev/null: later writes, and the flush at
+            # exit, succeed and go nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+            if isinstance(e, BrokenPipeError):
+                self.stop.handler(signal.SIGPIPE, None)  # raises Interrupted unless held
+            else:
+                print(f'error: standard output: {e.strerror}; the run goes on, its results '
+                      'are written to files', file=sys.stderr, flush=True)
+            return 0
 
 
 def progress_bar(num_epochs, stream=None):

@@ -21,7 +21,7 @@ from gluon_softmax.idx import SPLITS
 from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, PLOTLY_JS, REPORT,
                                 Diverged,
                                 EpochRunner, Interrupted, LossWatch, RunDirectory,
-                                RunDirectoryError, StopOnSignal, progress_bar)
+                                RunDirectoryError, StopOnSignal, guard_streams, progress_bar)
 from gluon_softmax.settings import KVSTORES, Recipe, add_recipe_arguments, flag_name
 
 EXIT_DIVERGED = 3
@@ -467,13 +467,15 @@ def main(argv=None, as_program=False):
     ``gluon-softmax-train``), so a failed worker of a distributed job may end it at
     once (:func:`leave_failed_job`); callers such as tests get the status back.
     """
-    args = build_parser().parse_args(argv)
     stop = StopOnSignal()
-    stop.install()
-    if os.environ.get('DMLC_ROLE') != 'worker':  # in a job, worker 0 speaks once it knows its rank
-        # importing MXNet takes seconds: say something first
-        print('loading MXNet and Fashion-MNIST ...', flush=True)
+    if as_program:
+        guard_streams(stop)
+    args = build_parser().parse_args(argv)
     try:
+        stop.install()
+        if os.environ.get('DMLC_ROLE') != 'worker':  # in a job, worker 0 speaks once it knows
+            # its rank; importing MXNet takes seconds: say something first
+            print('loading MXNet and Fashion-MNIST ...', flush=True)
         errors = domain_errors()
         try:
             status = run(args, stop)
@@ -485,7 +487,10 @@ def main(argv=None, as_program=False):
                 # destructor would wait for the other workers
                 leave_failed_job(status)
     except Interrupted as e:  # before training started: nothing to keep
-        print(f'interrupted ({e}) before training started; nothing was saved', file=sys.stderr)
+        stop.finish()
+        kept = ('the run directory is as it was: continue with: ' + resume_hint(args.resume)
+                if args.resume else 'nothing was saved')
+        print(f'interrupted ({e}) before training started; {kept}', file=sys.stderr)
         status = 128 + e.signum
         if as_program:
             leave_failed_job(status)
