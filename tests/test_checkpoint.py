@@ -16,11 +16,12 @@ from gluon_softmax.parallel import DataParallel
 from gluon_softmax.runs import Diverged, EpochRunner, LossWatch
 from gluon_softmax.settings import Recipe
 
+import procs
+
 
 def cli(*args, **kwargs):
-    """Run the training CLI in a subprocess."""
-    return subprocess.run([sys.executable, '-m', 'gluon_softmax.train', *args],
-                          capture_output=True, text=True, timeout=600, **kwargs)
+    """Run the training CLI in a subprocess (a hang fails the test with its stacks)."""
+    return procs.run([sys.executable, '-m', 'gluon_softmax.train', *args], **kwargs)
 
 
 def metrics_of(out):
@@ -211,15 +212,13 @@ def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(
         tmp_path, real_data_dir, signum, status):
     out = tmp_path / 'run'
     # the book's DataLoader path takes seconds per epoch, so the signal lands mid-epoch
-    proc = subprocess.Popen([sys.executable, '-m', 'gluon_softmax.train', '--loader',
-                             'dataloader', '--epochs', '3', '--seed', '0', '--out', str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = procs.start([sys.executable, '-m', 'gluon_softmax.train', '--loader',
+                        'dataloader', '--epochs', '3', '--seed', '0', '--out', str(out)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in proc.stdout:
-            if line.startswith('epoch 1/3'):
-                break
+        procs.read_until(proc, 'epoch 1/3')
         os.kill(proc.pid, signum)
-        _, err = proc.communicate(timeout=60)
+        _, err = procs.communicate(proc, 60)
     finally:
         proc.kill()
     assert proc.returncode == status, err
@@ -233,7 +232,6 @@ def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(
 
     # the hint works as printed: pasted into a shell elsewhere, with no venv activated
     hint = err.split('continue with: ', 1)[1].strip()
-    resumed = subprocess.run(['sh', '-c', hint], cwd='/', env={'PATH': '/usr/bin:/bin'},
-                             capture_output=True, text=True, timeout=600)
+    resumed = procs.run(['sh', '-c', hint], cwd='/', env={'PATH': '/usr/bin:/bin'})
     assert resumed.returncode == 0, resumed.stderr
     assert metrics_of(out)['status'] == 'complete' and len(metrics_of(out)['epochs']) == 3
