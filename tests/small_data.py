@@ -63,7 +63,7 @@ def write_small_dataset(directory, source=None, sizes=(TRAIN_SIZE, TEST_SIZE)):
         for name, array, magic in ((images_name, images, idx.IMAGES_MAGIC),
                                    (labels_name, labels, idx.LABELS_MAGIC)):
             content = idx_bytes(array, magic)
-            with gzip.open(os.path.join(directory, name + '.gz'), 'wb') as f:
+            with gzip.open(os.path.join(directory, name + '.gz'), 'wb', compresslevel=1) as f:
                 f.write(content)
             pins['files'][name] = [magic, hashlib.sha256(content).hexdigest()]
         pins['counts'][str(train)] = size
