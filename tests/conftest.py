@@ -7,7 +7,6 @@ import gzip
 import html.parser
 import os
 import struct
-import subprocess
 
 import numpy as onp
 import pytest
@@ -157,8 +156,9 @@ def run_chromium(tmp_path, *args):
     """Run headless Chromium with a profile under ``tmp_path``; its completed process."""
     profile = tmp_path / 'chromium-profile'
     profile.mkdir(exist_ok=True)
-    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args],
-                            capture_output=True, text=True, timeout=180)
+    import procs
+    result = procs.run([chromium(), *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args],
+                       what='headless Chromium')
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 

@@ -1,6 +1,5 @@
 """The tests' own child-process helper (procs.py): a hung child fails the test quickly, naming
 what hung and showing the Python stacks of its processes, and leaves none of them behind."""
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,17 +10,18 @@ import pytest
 import procs
 
 # a child that forks a grandchild (as a DataLoader does) and both wait forever in named functions
+# (each says so on stdout from inside its function, so both are there when the wait begins)
 HANGING = textwrap.dedent('''
     import os, sys, time
     def grandchild_waits_forever():
+        print(os.getpid(), flush=True)
         time.sleep(10000)
     def child_waits_forever():
+        print('started', file=sys.stderr, flush=True)
+        print('child', flush=True)
         time.sleep(10000)
-    pid = os.fork()
-    if pid == 0:
+    if os.fork() == 0:
         grandchild_waits_forever()
-    print(pid, flush=True)
-    print('started', file=sys.stderr, flush=True)
     child_waits_forever()
 ''')
 
@@ -43,7 +43,8 @@ def gone(pid, seconds=10):
 def test_a_hung_child_fails_with_the_stacks_of_its_processes():
     proc = procs.start([sys.executable, '-c', HANGING], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)
-    grandchild = int(proc.stdout.readline())
+    lines = {proc.stdout.readline().strip(), proc.stdout.readline().strip()}
+    grandchild = int((lines - {'child'}).pop())
     with pytest.raises(pytest.fail.Exception) as info:
         procs.communicate(proc, timeout=3, what='the hanging child')
     message = str(info.value)
