@@ -34,9 +34,17 @@ def start(cmd, *, env=None, **kwargs):
 
 
 def signal_group(proc, signum):
-    """Send ``signum`` to the child's process group (its own pid, see :func:`start`)."""
+    """Send ``signum`` to the child's process group (its own pid, see :func:`start`), or to the
+    child alone if it was started in another's group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signum)
+        try:
+            leader = os.getpgid(proc.pid) == proc.pid
+        except ProcessLookupError:  # reaped already: its group may live on
+            leader = True
+        if leader:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
 
 
 def abort(proc):
