@@ -11,14 +11,14 @@ import procs
 
 # a child that forks a grandchild (as a DataLoader does) and both wait forever in named functions
 # (each says so on stdout from inside its function, so both are there when the wait begins)
-HANGING = textwrap.dedent('''
+HANGING = textwrap.dedent(r'''
     import os, sys, time
     def grandchild_waits_forever():
-        print(os.getpid(), flush=True)
+        os.write(1, b'%d\n' % os.getpid())  # one write: the two processes share the pipe
         time.sleep(10000)
     def child_waits_forever():
         print('started', file=sys.stderr, flush=True)
-        print('child', flush=True)
+        os.write(1, b'child\n')
         time.sleep(10000)
     if os.fork() == 0:
         grandchild_waits_forever()
