@@ -17,11 +17,13 @@ from gluon_softmax.runs import Diverged, EpochRunner, LossWatch
 from gluon_softmax.settings import Recipe
 
 import procs
+import small_data
 
 
 def cli(*args, **kwargs):
-    """Run the training CLI in a subprocess (a hang fails the test with its stacks)."""
-    return procs.run([sys.executable, '-m', 'gluon_softmax.train', *args], **kwargs)
+    """Run the training CLI in a subprocess (a hang fails the test with its stacks), on the small
+    data set when --data-dir names it."""
+    return procs.run(small_data.python_m('gluon_softmax.train', *args), **kwargs)
 
 
 def metrics_of(out):
@@ -171,11 +173,11 @@ def test_the_teaching_loop_has_no_divergence_check():
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, real_data_dir):
-    out = tmp_path / 'run'
-    assert cli('--epochs', '1', '--seed', '0', '--out', str(out)).returncode == 0
+def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, small_data_dir):
+    out, data = tmp_path / 'run', ('--data-dir', small_data_dir)
+    assert cli('--epochs', '1', '--seed', '0', '--out', str(out), *data).returncode == 0
     before = (out / 'checkpoint.npz').read_bytes()
-    result = cli('--resume', str(out), '--epochs', '2', '--max-loss', '1e-3')
+    result = cli('--resume', str(out), '--epochs', '2', '--max-loss', '1e-3', *data)
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith('error: training diverged at epoch 2, batch ')
     assert 'Traceback' not in result.stderr
@@ -187,7 +189,7 @@ def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path,
     assert why in (out / 'curves.html').read_text() and why in (out / 'report.html').read_text()
 
     fresh = tmp_path / 'lr1000'
-    result = cli('--lr', '1000', '--seed', '0', '--out', str(fresh))
+    result = cli('--lr', '1000', '--seed', '0', '--out', str(fresh), *data)
     assert result.returncode == 3
     assert 'diverged at epoch 1' in result.stderr and '--lr 1000' in result.stderr
 
@@ -195,11 +197,13 @@ def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path,
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])
-def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, real_data_dir, impl):
-    whole, part = tmp_path / 'whole', tmp_path / 'part'
-    assert cli('--impl', impl, '--epochs', '3', '--seed', '7', '--out', str(whole)).returncode == 0
-    assert cli('--impl', impl, '--epochs', '1', '--seed', '7', '--out', str(part)).returncode == 0
-    result = cli('--resume', str(part), '--epochs', '3')
+def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, small_data_dir, impl):
+    whole, part, data = tmp_path / 'whole', tmp_path / 'part', ('--data-dir', small_data_dir)
+    assert cli('--impl', impl, '--epochs', '3', '--seed', '7', '--out', str(whole),
+               *data).returncode == 0
+    assert cli('--impl', impl, '--epochs', '1', '--seed', '7', '--out', str(part),
+               *data).returncode == 0
+    result = cli('--resume', str(part), '--epochs', '3', *data)
     assert result.returncode == 0, result.stderr
     assert curves(metrics_of(part)) == curves(metrics_of(whole))
     assert metrics_of(part)['status'] == 'complete'
