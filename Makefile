@@ -66,15 +66,15 @@ data: $(STAMP)
 train: data
 	$(PY) -m gluon_softmax.train $(ARGS)
 
-# Over every core (pytest-xdist; JOBS=1 runs in one process). A hung test fails within 2 minutes
-# with stacks (pytest-timeout and tests/procs.py, see setup.cfg).
+# Over every core (pytest-xdist; JOBS=0 runs in one process; tests marked xdist_group share a
+# worker). A hung test fails within 2 minutes with stacks (pytest-timeout and tests/procs.py).
 JOBS ?= auto
 test: data test-tools
-	$(PY) -m pytest -n $(JOBS) $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
 
 # The tests a learner can afford: leaves out those marked slow (10-epoch runs, process jobs).
 test-fast: data
-	$(PY) -m pytest -n $(JOBS) -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow" $(ARGS)
 
 # What some tests need besides Python: Chromium (pages with figures) and ssh/sshd (simulated
 # hosts); without them those tests are skipped. As root we install them, as make data does.
