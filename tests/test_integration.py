@@ -6,14 +6,16 @@ import pytest
 
 import procs
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# 10 epochs over the whole data set: longer bounds than other tests' (procs.py)
+pytestmark = [pytest.mark.integration, pytest.mark.slow,
+              pytest.mark.timeout(procs.LONG_TEST_SECONDS)]
 
 
 def train(tmp_path, *args):
     """Run the CLI with the default recipe plus ``args``; returns metrics.json as a dict."""
     out = tmp_path / 'run'
     result = procs.run([sys.executable, '-m', 'gluon_softmax.train', '--out', str(out),
-                        '--seed', '0', *args])
+                        '--seed', '0', *args], timeout=procs.LONG_RUN_SECONDS)
     assert result.returncode == 0, result.stderr
     return json.loads((out / 'metrics.json').read_text())
 

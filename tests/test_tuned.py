@@ -94,6 +94,7 @@ def test_unusable_combinations_are_rejected(capsys, tmp_path, flags, needle):
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(procs.LONG_TEST_SECONDS)  # 50 epochs of the whole data set
 def test_tuned_linear_model_reaches_the_ceiling(tmp_path, real_data_dir):
     """50 epochs, momentum 0.9, lr 0.03, cosine, wd 3e-4, on all 60000 training examples.
 
@@ -105,7 +106,7 @@ def test_tuned_linear_model_reaches_the_ceiling(tmp_path, real_data_dir):
     result = procs.run(
         [sys.executable, '-m', 'gluon_softmax.train', '--epochs', '50', '--lr', '0.03',
          '--momentum', '0.9', '--wd', '3e-4', '--lr-schedule', 'cosine', '--seed', '0',
-         '--data-dir', real_data_dir, '--out', str(out)])
+         '--data-dir', real_data_dir, '--out', str(out)], timeout=procs.LONG_RUN_SECONDS)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / 'metrics.json').read_text())
     last = metrics['epochs'][-1]
