@@ -25,7 +25,7 @@ version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 WANT := $(call version_of,$(PYTHON_RUN))
 HAVE := $(call version_of,$(PY))
 
-.PHONY: setup data train test test-fast bench notebook clean which-python FORCE
+.PHONY: setup data train test test-fast test-tools bench notebook clean which-python FORCE
 
 setup: $(STAMP)
 
@@ -67,12 +67,29 @@ data: $(STAMP)
 train: data
 	$(PY) -m gluon_softmax.train $(ARGS)
 
-test: data
-	$(PY) -m pytest $(ARGS)
+# Over every core (pytest-xdist; JOBS=0 runs in one process; tests marked xdist_group share a
+# worker). A hung test fails within 2 minutes with stacks (pytest-timeout and tests/procs.py).
+JOBS ?= auto
+test: data test-tools
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
 
 # The tests a learner can afford: leaves out those marked slow (10-epoch runs, process jobs).
 test-fast: data
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow" $(ARGS)
+
+# What some tests need besides Python: Chromium (pages with figures) and ssh/sshd (simulated
+# hosts); without them those tests are skipped. As root we install them, as make data does.
+TEST_TOOLS_MISSING = $(strip $(if $(wildcard /usr/bin/chromium),,chromium) \
+  $(if $(shell command -v ssh),,openssh-client) \
+  $(if $(or $(shell command -v sshd),$(wildcard /usr/sbin/sshd)),,openssh-server))
+test-tools:
+	@missing="$(TEST_TOOLS_MISSING)"; [ -z "$$missing" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing what tests need: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "note: $$missing missing, so their tests will be skipped; install with: sudo apt-get install $$missing"; \
+	  fi; }
 
 bench: data
 	$(PY) -m gluon_softmax.bench $(ARGS)

@@ -7,7 +7,6 @@ import gzip
 import html.parser
 import os
 import struct
-import subprocess
 
 import numpy as onp
 import pytest
@@ -89,6 +88,33 @@ def real_data_dir():
         pytest.skip(f'real Fashion-MNIST not installed: {e}')
 
 
+@pytest.fixture(scope='session')
+def small_data_copy(tmp_path_factory):
+    """The small Fashion-MNIST (small_data.py), written once per session (per xdist worker)."""
+    from gluon_softmax import data
+    import small_data
+    try:
+        source = data.find_data_dir()
+    except data.DataError:
+        source = None  # a synthetic copy: the mechanics need the format, not the pictures
+    return str(small_data.write_small_dataset(tmp_path_factory.mktemp('small-fashion-mnist'),
+                                              source))
+
+
+@pytest.fixture
+def small_data_dir(small_data_copy, monkeypatch):
+    """The small Fashion-MNIST's directory, pinned as the verified data set in this process
+    for the test (child processes: ``small_data.command``)."""
+    from gluon_softmax import idx
+    import small_data
+    files, splits = small_data.pinned_values(small_data_copy)
+    for name, value in files.items():
+        monkeypatch.setitem(idx.IDX_FILES, name, value)
+    for train, value in splits.items():
+        monkeypatch.setitem(idx.SPLITS, train, value)
+    return small_data_copy
+
+
 def assert_usage_error(capsys, argv, *needles):
     """The CLI's ``main(argv)`` exits 2 with one ``error:`` line mentioning every needle."""
     from gluon_softmax.train import main
@@ -130,8 +156,9 @@ def run_chromium(tmp_path, *args):
     """Run headless Chromium with a profile under ``tmp_path``; its completed process."""
     profile = tmp_path / 'chromium-profile'
     profile.mkdir(exist_ok=True)
-    result = subprocess.run([chromium(), *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args],
-                            capture_output=True, text=True, timeout=180)
+    import procs
+    result = procs.run([chromium(), *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args],
+                       what='headless Chromium')
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 

@@ -1,12 +1,13 @@
 """The benchmark: its pure helpers, and a --quick run on the real data (no timing assertions)."""
 import json
 import math
-import subprocess
 import sys
 
 import pytest
 
 from gluon_softmax import bench
+
+import procs
 
 ROW_NAMES = ['book', 'concise', 'scratch', 'pytorch', 'floor', 'floor-mxnet']
 TRAINED_ROWS = ('book', 'concise', 'scratch', 'pytorch')
@@ -78,10 +79,11 @@ def positive_finite(x):
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(procs.LONG_TEST_SECONDS)  # every row of the benchmark, in processes
 def test_quick_benchmark_writes_consistent_results(tmp_path, real_data_dir):
     out = tmp_path / 'tmp' / 'bench.json'  # the directory does not exist yet
-    result = subprocess.run([sys.executable, '-m', 'gluon_softmax.bench', '--quick',
-                             '--out', str(out)], capture_output=True, text=True, timeout=600)
+    result = procs.run([sys.executable, '-m', 'gluon_softmax.bench', '--quick', '--out', str(out)],
+                       what='the quick benchmark', timeout=procs.LONG_RUN_SECONDS)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     assert '| book * |' in result.stdout and 'Scaling' in result.stdout

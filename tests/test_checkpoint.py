@@ -16,11 +16,14 @@ from gluon_softmax.parallel import DataParallel
 from gluon_softmax.runs import Diverged, EpochRunner, LossWatch
 from gluon_softmax.settings import Recipe
 
+import procs
+import small_data
+
 
 def cli(*args, **kwargs):
-    """Run the training CLI in a subprocess."""
-    return subprocess.run([sys.executable, '-m', 'gluon_softmax.train', *args],
-                          capture_output=True, text=True, timeout=600, **kwargs)
+    """Run the training CLI in a subprocess (a hang fails the test with its stacks), on the small
+    data set when --data-dir names it."""
+    return procs.run(small_data.python_m('gluon_softmax.train', *args), **kwargs)
 
 
 def metrics_of(out):
@@ -170,11 +173,11 @@ def test_the_teaching_loop_has_no_divergence_check():
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, real_data_dir):
-    out = tmp_path / 'run'
-    assert cli('--epochs', '1', '--seed', '0', '--out', str(out)).returncode == 0
+def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, small_data_dir):
+    out, data = tmp_path / 'run', ('--data-dir', small_data_dir)
+    assert cli('--epochs', '1', '--seed', '0', '--out', str(out), *data).returncode == 0
     before = (out / 'checkpoint.npz').read_bytes()
-    result = cli('--resume', str(out), '--epochs', '2', '--max-loss', '1e-3')
+    result = cli('--resume', str(out), '--epochs', '2', '--max-loss', '1e-3', *data)
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith('error: training diverged at epoch 2, batch ')
     assert 'Traceback' not in result.stderr
@@ -186,7 +189,7 @@ def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path,
     assert why in (out / 'curves.html').read_text() and why in (out / 'report.html').read_text()
 
     fresh = tmp_path / 'lr1000'
-    result = cli('--lr', '1000', '--seed', '0', '--out', str(fresh))
+    result = cli('--lr', '1000', '--seed', '0', '--out', str(fresh), *data)
     assert result.returncode == 3
     assert 'diverged at epoch 1' in result.stderr and '--lr 1000' in result.stderr
 
@@ -194,11 +197,13 @@ def test_huge_learning_rate_exits_3_and_keeps_the_last_good_checkpoint(tmp_path,
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])
-def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, real_data_dir, impl):
-    whole, part = tmp_path / 'whole', tmp_path / 'part'
-    assert cli('--impl', impl, '--epochs', '3', '--seed', '7', '--out', str(whole)).returncode == 0
-    assert cli('--impl', impl, '--epochs', '1', '--seed', '7', '--out', str(part)).returncode == 0
-    result = cli('--resume', str(part), '--epochs', '3')
+def test_resume_gives_the_metrics_of_an_uninterrupted_run(tmp_path, small_data_dir, impl):
+    whole, part, data = tmp_path / 'whole', tmp_path / 'part', ('--data-dir', small_data_dir)
+    assert cli('--impl', impl, '--epochs', '3', '--seed', '7', '--out', str(whole),
+               *data).returncode == 0
+    assert cli('--impl', impl, '--epochs', '1', '--seed', '7', '--out', str(part),
+               *data).returncode == 0
+    result = cli('--resume', str(part), '--epochs', '3', *data)
     assert result.returncode == 0, result.stderr
     assert curves(metrics_of(part)) == curves(metrics_of(whole))
     assert metrics_of(part)['status'] == 'complete'
@@ -211,15 +216,13 @@ def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(
         tmp_path, real_data_dir, signum, status):
     out = tmp_path / 'run'
     # the book's DataLoader path takes seconds per epoch, so the signal lands mid-epoch
-    proc = subprocess.Popen([sys.executable, '-m', 'gluon_softmax.train', '--loader',
-                             'dataloader', '--epochs', '3', '--seed', '0', '--out', str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = procs.start([sys.executable, '-m', 'gluon_softmax.train', '--loader',
+                        'dataloader', '--epochs', '3', '--seed', '0', '--out', str(out)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in proc.stdout:
-            if line.startswith('epoch 1/3'):
-                break
+        procs.read_until(proc, 'epoch 1/3')
         os.kill(proc.pid, signum)
-        _, err = proc.communicate(timeout=60)
+        _, err = procs.communicate(proc, 60)
     finally:
         proc.kill()
     assert proc.returncode == status, err
@@ -233,7 +236,6 @@ def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(
 
     # the hint works as printed: pasted into a shell elsewhere, with no venv activated
     hint = err.split('continue with: ', 1)[1].strip()
-    resumed = subprocess.run(['sh', '-c', hint], cwd='/', env={'PATH': '/usr/bin:/bin'},
-                             capture_output=True, text=True, timeout=600)
+    resumed = procs.run(['sh', '-c', hint], cwd='/', env={'PATH': '/usr/bin:/bin'})
     assert resumed.returncode == 0, resumed.stderr
     assert metrics_of(out)['status'] == 'complete' and len(metrics_of(out)['epochs']) == 3

@@ -1,7 +1,8 @@
 """Training over worker processes: the launcher, ``--kvstore dist_sync``, on loopback.
 
 Each job here is a real MXNet parameter-server job (scheduler, server, two
-workers) on the real data set, started by ``python -m gluon_softmax.launch``.
+workers) started by ``python -m gluon_softmax.launch``, on the small copy of the data set
+(small_data.py): what is tested is how the processes train together, not the data.
 """
 import json
 import os
@@ -18,9 +19,18 @@ from gluon_softmax import models
 from gluon_softmax.parallel import Workers
 from gluon_softmax.settings import Recipe
 
+import procs
+import small_data
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # launched jobs: not in test-fast
 LAUNCH = [sys.executable, '-m', 'gluon_softmax.launch']
-TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
+# the launcher's own bound on a job, under the tests' (procs.HANG_SECONDS): it names what hung
+JOB_TIMEOUT = '80'
+
+
+def train(*flags):
+    """The training command with ``flags`` (on the small copy when --data-dir names it)."""
+    return small_data.python_m('gluon_softmax.train', *flags)
 
 
 def launched_pids(stderr):
@@ -50,12 +60,10 @@ def saved_digest(out, impl):
 
 
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])
-def test_two_workers_end_bitwise_equal_and_match_one_process(tmp_path, real_data_dir, impl):
-    flags = ['--impl', impl, '--epochs', '2', '--seed', '3', '--data-dir', real_data_dir]
-    job = subprocess.run([*LAUNCH, '-n', '2', '-s', '1', '--timeout', '300', '--',
-                          *TRAIN, *flags, '--kvstore', 'dist_sync', '--out',
-                          str(tmp_path / 'dist')],
-                         capture_output=True, text=True, timeout=400)
+def test_two_workers_end_bitwise_equal_and_match_one_process(tmp_path, small_data_dir, impl):
+    flags = ['--impl', impl, '--epochs', '2', '--seed', '3', '--data-dir', small_data_dir]
+    job = procs.run([*LAUNCH, '-n', '2', '-s', '1', '--timeout', JOB_TIMEOUT, '--',
+                     *train(*flags, '--kvstore', 'dist_sync', '--out', tmp_path / 'dist')])
     assert job.returncode == 0, job.stderr
     pids = launched_pids(job.stderr)
     assert sorted(pids) == [('scheduler', 0), ('server', 0), ('worker', 0), ('worker', 1)]
@@ -69,8 +77,7 @@ def test_two_workers_end_bitwise_equal_and_match_one_process(tmp_path, real_data
     # only worker 0 printed the progress
     assert job.stdout.count('epoch 2/2') == 1
 
-    single = subprocess.run([*TRAIN, *flags, '--out', str(tmp_path / 'single')],
-                            capture_output=True, text=True, timeout=300)
+    single = procs.run(train(*flags, '--out', tmp_path / 'single'))
     assert single.returncode == 0, single.stderr
     one = metrics_of(tmp_path / 'single')
     assert one['worker_processes'] == 1 and 'parameter_sha256_by_worker' not in one
@@ -89,25 +96,27 @@ def wait_for(predicate, timeout, what):
         time.sleep(0.1)
 
 
-def test_a_killed_worker_ends_the_whole_job(tmp_path, real_data_dir):
+def test_a_killed_worker_ends_the_whole_job(tmp_path, small_data_dir):
     out, err_path = tmp_path / 'run', tmp_path / 'launch.err'
     grace = 3
     with open(err_path, 'w') as err:
-        job = subprocess.Popen([*LAUNCH, '-n', '2', '--timeout', '300', '--grace', str(grace),
-                                '--', *TRAIN, '--epochs', '500', '--seed', '0', '--data-dir',
-                                real_data_dir, '--kvstore', 'dist_sync', '--out', str(out)],
-                               stdout=subprocess.DEVNULL, stderr=err)
+        # more epochs than can end before the kill
+        job = procs.start([*LAUNCH, '-n', '2', '--timeout', JOB_TIMEOUT, '--grace', str(grace),
+                           '--', *train('--epochs', '100000', '--seed', '0', '--data-dir',
+                                        small_data_dir, '--kvstore', 'dist_sync', '--out', out)],
+                          stdout=subprocess.DEVNULL, stderr=err)
     try:
         # training is under way once worker 0 has written the first epoch's metrics
-        wait_for(lambda: (out / 'metrics.json').exists(), 120, 'the first epoch')
+        wait_for(lambda: (out / 'metrics.json').exists(), 60, 'the first epoch')
         pids = launched_pids(err_path.read_text())
         os.kill(pids[('worker', 1)], signal.SIGKILL)
         killed_at = time.monotonic()
-        status = job.wait(timeout=grace + 30)
+        status = procs.wait(job, grace + 30, 'the launcher after SIGKILL of worker 1',
+                            err_path)
         took = time.monotonic() - killed_at
     finally:
         if job.poll() is None:
-            job.kill()
+            procs.abort(job)
     stderr = err_path.read_text()
     assert status != 0
     assert took < grace + 20, f'the launcher took {took:.1f} s to stop the job'
@@ -117,11 +126,10 @@ def test_a_killed_worker_ends_the_whole_job(tmp_path, real_data_dir):
     assert (out / 'checkpoint.npz').exists()
 
 
-def test_divergence_stops_every_worker_at_the_same_batch(tmp_path, real_data_dir):
-    job = subprocess.run([*LAUNCH, '-n', '2', '--timeout', '300', '--', *TRAIN, '--lr', '1000',
-                          '--seed', '0', '--data-dir', real_data_dir, '--kvstore', 'dist_sync',
-                          '--out', str(tmp_path / 'run')],
-                         capture_output=True, text=True, timeout=400)
+def test_divergence_stops_every_worker_at_the_same_batch(tmp_path, small_data_dir):
+    job = procs.run([*LAUNCH, '-n', '2', '--timeout', JOB_TIMEOUT, '--',
+                     *train('--lr', '1000', '--seed', '0', '--data-dir', small_data_dir,
+                            '--kvstore', 'dist_sync', '--out', tmp_path / 'run')])
     # both workers see the losses summed over the job, so both exit 3, not one left hanging
     assert job.returncode == 3, job.stderr
     assert job.stderr.count('error: training diverged at epoch 1') == 1
@@ -129,33 +137,30 @@ def test_divergence_stops_every_worker_at_the_same_batch(tmp_path, real_data_dir
     assert not [pid for pid in launched_pids(job.stderr).values() if alive(pid)]
 
 
-def test_a_bad_flag_on_the_workers_fails_the_job_with_status_2(tmp_path, real_data_dir):
+def test_a_bad_flag_on_the_workers_fails_the_job_with_status_2(tmp_path, small_data_dir):
     taken = tmp_path / 'taken'
     taken.mkdir()
     (taken / 'notes.txt').write_text('not a run directory\n')
-    job = subprocess.run([*LAUNCH, '-n', '2', '--timeout', '120', '--grace', '3', '--', *TRAIN,
-                          '--seed', '0', '--data-dir', real_data_dir, '--kvstore', 'dist_sync',
-                          '--out', str(taken)],
-                         capture_output=True, text=True, timeout=200)
+    job = procs.run([*LAUNCH, '-n', '2', '--timeout', JOB_TIMEOUT, '--grace', '3', '--',
+                     *train('--seed', '0', '--data-dir', small_data_dir, '--kvstore', 'dist_sync',
+                            '--out', taken)])
     assert job.returncode == 2, job.stderr
     assert 'error: --out' in job.stderr and 'Traceback' not in job.stderr
     assert sorted(os.listdir(taken)) == ['notes.txt']
     assert not [pid for pid in launched_pids(job.stderr).values() if alive(pid)]
 
 
-def test_a_job_resumes_like_an_uninterrupted_single_process(tmp_path, real_data_dir):
-    flags = ['--momentum', '0.9', '--lr', '0.03', '--seed', '0', '--data-dir', real_data_dir]
-    job = [*LAUNCH, '-n', '2', '--timeout', '300', '--', *TRAIN, '--kvstore', 'dist_sync']
-    first = subprocess.run([*job, '--epochs', '1', '--out', str(tmp_path / 'job'), *flags],
-                           capture_output=True, text=True, timeout=400)
+def test_a_job_resumes_like_an_uninterrupted_single_process(tmp_path, small_data_dir):
+    flags = ['--momentum', '0.9', '--lr', '0.03', '--seed', '0', '--data-dir', small_data_dir]
+    job = [*LAUNCH, '-n', '2', '--timeout', JOB_TIMEOUT, '--']
+    first = procs.run([*job, *train('--kvstore', 'dist_sync', '--epochs', '1',
+                                    '--out', tmp_path / 'job', *flags)])
     assert first.returncode == 0, first.stderr
-    resumed = subprocess.run([*job, '--resume', str(tmp_path / 'job'), '--epochs', '2',
-                              '--data-dir', real_data_dir],
-                             capture_output=True, text=True, timeout=400)
+    resumed = procs.run([*job, *train('--kvstore', 'dist_sync', '--resume', tmp_path / 'job',
+                                      '--epochs', '2', '--data-dir', small_data_dir)])
     assert resumed.returncode == 0, resumed.stderr
     assert 'resumed after epoch 1' in resumed.stdout
-    single = subprocess.run([*TRAIN, '--epochs', '2', '--out', str(tmp_path / 'single'),
-                             *flags], capture_output=True, text=True, timeout=300)
+    single = procs.run(train('--epochs', '2', '--out', tmp_path / 'single', *flags))
     assert single.returncode == 0, single.stderr
     job_epochs = metrics_of(tmp_path / 'job')['epochs']
     single_epochs = metrics_of(tmp_path / 'single')['epochs']

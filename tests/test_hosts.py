@@ -19,6 +19,8 @@ import pytest
 from gluon_softmax import launch
 from gluon_softmax.launch import Host, HostsError, misfit, place, read_hosts
 from netns import INTERFACE, Network, NetnsUnavailable, Sshd
+import procs
+import small_data
 # background is test_launch's fixture: imported, pytest offers it here too
 from test_launch import (FAIL_EARLY, HANG, LAUNCH, ON_SIGNAL, RUN_TIMEOUT, SPIN, SUM,  # noqa: F401
                          background, child_env, error_lines, launch as run_launcher, script,
@@ -31,7 +33,7 @@ TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
 # launch: <role> <i> pid <PID> on <host>: the local end (ip netns exec, ssh) of each process
 HOST_PID_LINE = re.compile(r'^launch: (scheduler|server|worker) (\d+) pid (\d+) on (\S+)$', re.M)
 NETNS_REMOTE = 'ip netns exec {host} sh -c'
-JOB_TIMEOUT = 300  # seconds for a whole training job on two busy cores
+JOB_TIMEOUT = 90  # seconds for a whole training job on two busy cores (procs.HANG_SECONDS)
 
 
 def require_netns(reason):
@@ -237,13 +239,15 @@ def test_a_host_that_does_not_answer(tmp_path):
 
 # --- simulated hosts: ip netns exec ---
 
-def test_two_hosts_train_like_one_process(tmp_path, real_data_dir, clean_network):
+def test_two_hosts_train_like_one_process(tmp_path, small_data_dir, clean_network):
     """2 workers on 2 hosts, scheduler and server on a third: the metrics of one process."""
     hosts = clean_network.hosts_file(tmp_path / 'hostfile')
-    flags = ['--epochs', '2', '--seed', '0', '--data-dir', real_data_dir]
-    dist = [*TRAIN, *flags, '--kvstore', 'dist_sync']
+    flags = ['--epochs', '2', '--seed', '0', '--data-dir', small_data_dir]
+    # the small data set (small_data.py): the point is the processes, not the data
+    train = small_data.python_m('gluon_softmax.train', *flags)
+    dist = [*train, '--kvstore', 'dist_sync']
     job, job_s = hosts_launch(hosts, '-n', '2', '--timeout', str(JOB_TIMEOUT), '--',
-                              *dist, '--out', str(tmp_path / 'hosts'), timeout=JOB_TIMEOUT + 60)
+                              *dist, '--out', str(tmp_path / 'hosts'), timeout=JOB_TIMEOUT + 10)
     assert job.returncode == 0, job.stderr
     placed = {key: host for key, (_, host) in host_pids(job.stderr).items()}
     a, b, c = (h.name for h in clean_network.hosts)
@@ -253,11 +257,10 @@ def test_two_hosts_train_like_one_process(tmp_path, real_data_dir, clean_network
 
     loopback, loopback_s = run_launcher('-n', '2', '--timeout', str(JOB_TIMEOUT), '--', *dist,
                                         '--out', str(tmp_path / 'loopback'),
-                                        timeout=JOB_TIMEOUT + 60)
+                                        timeout=JOB_TIMEOUT + 10)
     assert loopback.returncode == 0, loopback.stderr
     start = time.monotonic()
-    single = subprocess.run([*TRAIN, *flags, '--out', str(tmp_path / 'single')],
-                            capture_output=True, text=True, timeout=JOB_TIMEOUT, env=child_env())
+    single = procs.run([*train, '--out', str(tmp_path / 'single')], env=child_env())
     single_s = time.monotonic() - start
     assert single.returncode == 0, single.stderr
 
@@ -315,7 +318,7 @@ def test_a_signal_reaches_the_workers_on_their_hosts(tmp_path, clean_network, ba
     wait_for_files([tmp_path / 'pid-0', tmp_path / 'pid-1'])
     sent_at = time.monotonic()
     proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    _, stderr = procs.communicate(proc, RUN_TIMEOUT)
     took = time.monotonic() - sent_at
     # each worker ran its own handler for that very signal, on its own host, at once
     handled = sorted(path.name for path in tmp_path.glob('interrupted-*'))
@@ -436,7 +439,7 @@ def test_a_killed_ssh_client_takes_the_remote_process_with_it(tmp_path, sshd, cl
         while os.path.exists(f'/proc/{remote}') and time.monotonic() < deadline:
             time.sleep(0.1)
         remote_gone = not os.path.exists(f'/proc/{remote}')
-        _, rest = proc.communicate(timeout=RUN_TIMEOUT)
+        _, rest = procs.communicate(proc, RUN_TIMEOUT)
     assert remote_gone, 'the remote worker outlived its ssh client'
     assert proc.returncode != 0
     assert re.search(r'^error: worker 1 on 192\.0\.2\.3 \(pid \d+\) was killed by SIGKILL',

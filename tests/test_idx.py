@@ -3,7 +3,6 @@ import gzip
 import json
 import os
 import struct
-import subprocess
 import sys
 import zlib
 
@@ -15,6 +14,8 @@ from hypothesis import strategies as st
 from conftest import IMAGES_MAGIC, LABELS_MAGIC, tiny_arrays, write_idx, write_tiny_dataset
 from gluon_softmax import data, idx
 from gluon_softmax.idx import DataError, read_idx
+
+import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(idx.__file__)))
 GIB = 1 << 30
@@ -41,8 +42,7 @@ print(json.dumps({'error': error, 'rss_growth_mib': (after - before) / 1024}))
 def run_isolated(code, *args):
     """Run ``code`` in a fresh interpreter that imports this checkout; its stdout as JSON."""
     env = dict(os.environ, PYTHONPATH=REPO)
-    result = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True,
-                            text=True, timeout=120, env=env)
+    result = procs.run([sys.executable, '-c', code, *map(str, args)], env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 

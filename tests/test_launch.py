@@ -15,6 +15,8 @@ import pytest
 
 from gluon_softmax.launch import dmlc_env
 
+import procs
+
 LAUNCH = [sys.executable, '-m', 'gluon_softmax.launch']
 RUN_TIMEOUT = 60  # seconds; a launcher that hangs fails the test instead of the whole run
 # subprocess jobs and signals: the full suite only (make test-fast skips them)
@@ -107,13 +109,10 @@ def child_env():
 def launch(*args, timeout=RUN_TIMEOUT):
     """Run the launcher to the end; returns (CompletedProcess, seconds it took)."""
     start = time.monotonic()
-    try:
-        result = subprocess.run([*LAUNCH, *args], capture_output=True, text=True,
-                                timeout=timeout, env=child_env())
-    except subprocess.TimeoutExpired as e:
-        stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else e.stderr or ''
-        kill_leftovers(stderr)  # a broken launcher must not leave the test run busy
-        raise
+    # a hung launcher fails the test with its stacks; then what it announced is killed too, as
+    # a broken launcher must not leave the test run busy
+    result = procs.run([*LAUNCH, *args], timeout=timeout, env=child_env(),
+                       on_hang=kill_leftovers)
     return result, time.monotonic() - start
 
 
@@ -163,21 +162,21 @@ def wait_for_files(paths, seconds=30):
 @pytest.fixture
 def background():
     """Start the launcher without waiting: ``background(*args)`` -> Popen, SIGTERMed if left."""
-    procs = []
+    started = []
 
     def start(*args):
-        proc = subprocess.Popen([*LAUNCH, *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=child_env())
-        procs.append(proc)
+        proc = procs.start([*LAUNCH, *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=child_env())
+        started.append(proc)
         return proc
     yield start
-    for proc in procs:  # only if a test failed half-way: the launcher should clean up after it
+    for proc in started:  # only if a test failed half-way: the launcher should clean up after it
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.communicate(timeout=RUN_TIMEOUT)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                procs.abort(proc)
 
 
 def test_dmlc_env_loopback():
@@ -221,7 +220,7 @@ def test_killed_worker_stops_the_job(tmp_path, background):
     victim = int((tmp_path / 'pid-1').read_text())
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
-    _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    _, stderr = procs.communicate(proc, RUN_TIMEOUT)
     # The survivor ignores SIGTERM, so it only goes at the SIGKILL after the grace period.
     assert grace <= time.monotonic() - killed_at < grace + 5, stderr
     assert proc.returncode == 128 + signal.SIGKILL, stderr
@@ -262,7 +261,7 @@ def test_signal_is_forwarded_to_workers(tmp_path, background, signum):
     wait_for_files([tmp_path / 'pid-0', tmp_path / 'pid-1'])
     sent_at = time.monotonic()
     proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    _, stderr = procs.communicate(proc, RUN_TIMEOUT)
     assert proc.returncode == 128 + signum, stderr
     # Both workers ran their own handler: the launcher forwarded the very same signal.
     assert (tmp_path / 'interrupted-0').exists() and (tmp_path / 'interrupted-1').exists()
@@ -327,7 +326,7 @@ def test_a_killed_launcher_takes_its_processes_with_it(tmp_path, background):
     proc = background('-n', '2', '--grace', '5', '--', *script(tmp_path, SPIN))
     wait_for_files([tmp_path / 'pid-0', tmp_path / 'pid-1'])
     proc.kill()  # SIGKILL: no handler, no cleanup of its own
-    _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    _, stderr = procs.communicate(proc, RUN_TIMEOUT)
     pids = launched_pids(stderr)
     assert len(pids) == 4, stderr
     deadline = time.monotonic() + 10

@@ -16,6 +16,7 @@ from plotly.offline import get_plotlyjs
 
 import gluon_softmax
 from conftest import RenderedFigures, run_chromium
+from procs import LONG_TEST_SECONDS
 from gluon_softmax import context, training
 from gluon_softmax.settings import Recipe
 
@@ -103,6 +104,7 @@ def plotly_outputs(cell):
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(LONG_TEST_SECONDS)  # the whole chapter on the whole data set
 def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir):
     from ipykernel.kernelspec import install
     from nbclient import NotebookClient

@@ -3,8 +3,6 @@ against the chapter's loop, and the acceptance test that several devices train l
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import numpy as onp
@@ -18,6 +16,8 @@ from gluon_softmax.parallel import (DataParallel, ParallelError, ReplicaSGD, Scr
                                     split_batch)
 from gluon_softmax.settings import IMPLS, Recipe
 
+import procs
+import small_data
 from conftest import assert_usage_error
 
 CPU0 = mx.cpu(0)
@@ -101,10 +101,10 @@ def train_real(root, impl, ctxs, kvstore='device', epochs=1, seed=0, lr=0.1):
 
 
 def cli(*args):
-    """Run ``python -m gluon_softmax.train`` in a subprocess, outside any distributed job."""
+    """Run ``python -m gluon_softmax.train`` in a subprocess, outside any distributed job (on
+    the small data set when --data-dir names it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}
-    return subprocess.run([sys.executable, '-m', 'gluon_softmax.train', *args],
-                          capture_output=True, text=True, timeout=600, env=env)
+    return procs.run(small_data.python_m('gluon_softmax.train', *args), env=env)
 
 
 def metrics_of(out):
@@ -482,12 +482,12 @@ def test_trainer_step_needs_the_total_batch_size_not_the_per_device_one(real_dat
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])
-def test_cli_on_two_devices_reports_the_single_device_metrics(tmp_path, real_data_dir, impl):
+def test_cli_on_two_devices_reports_the_single_device_metrics(tmp_path, small_data_dir, impl):
     runs = {}
     for name, ctx in (('one', 'cpu'), ('two', 'cpu:0,cpu:1')):
         out = tmp_path / name
         result = cli('--impl', impl, '--ctx', ctx, '--epochs', '1', '--seed', '0',
-                     '--out', str(out), '--data-dir', real_data_dir)
+                     '--out', str(out), '--data-dir', small_data_dir)
         assert result.returncode == 0, result.stderr
         runs[name] = metrics_of(out)
     one, two = runs['one'], runs['two']
@@ -526,15 +526,16 @@ def test_cli_non_dist_kvstore_inside_a_job_is_a_usage_error(capsys, tmp_path, mo
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_cli_resume_on_two_devices_continues_like_an_uninterrupted_run(tmp_path, real_data_dir):
-    flags = ('--momentum', '0.9', '--lr', '0.03', '--seed', '0', '--data-dir', real_data_dir)
+def test_cli_resume_on_two_devices_continues_like_an_uninterrupted_run(tmp_path,
+                                                                       small_data_dir):
+    flags = ('--momentum', '0.9', '--lr', '0.03', '--seed', '0', '--data-dir', small_data_dir)
     whole, part = tmp_path / 'whole', tmp_path / 'part'
     result = cli('--epochs', '2', '--out', str(whole), *flags)
     assert result.returncode == 0, result.stderr
     result = cli('--ctx', 'cpu:0,cpu:1', '--epochs', '1', '--out', str(part), *flags)
     assert result.returncode == 0, result.stderr
     result = cli('--resume', str(part), '--epochs', '2', '--ctx', 'cpu:0,cpu:1',
-                 '--data-dir', real_data_dir)
+                 '--data-dir', small_data_dir)
     assert result.returncode == 0, result.stderr
     assert 'resumed after epoch 1' in result.stdout
 

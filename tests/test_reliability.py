@@ -13,28 +13,31 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import numpy as onp
 import pytest
 
+import procs
+import small_data
 from conftest import assert_usage_error
 # imported now, not first inside a capsys test: runs.progress_bar binds sys.stderr as its
 # default argument when imported, and a capsys stream is closed after its test
 import gluon_softmax.train  # noqa: F401,E402  pylint: disable=unused-import
 
 
-RUN_TIMEOUT = 240  # seconds for any one CLI run on a busy 2-core machine
+RUN_TIMEOUT = procs.HANG_SECONDS  # for any one CLI run on a busy 2-core machine
 EXIT_BOUND = 30  # seconds from a signal to the exit of every process of the run
 SIG_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 # ---------------------------------------------------------------- processes
 
-def cli_command(*args):
-    return [sys.executable, '-m', 'gluon_softmax.train', *map(str, args)]
+def cli_command(*args, signal_after=None):
+    """``python -m gluon_softmax.train args`` (on the small data set when --data-dir names it;
+    ``signal_after``: see ``small_data.command``)."""
+    return small_data.python_m('gluon_softmax.train', *args, signal_after=signal_after)
 
 
 def pids_with(token):
@@ -73,25 +76,21 @@ def wait_gone(token, timeout):
 
 
 def run_cli(*args, timeout=RUN_TIMEOUT, token=None, **kwargs):
-    """Run the CLI to its end; a run that outlives ``timeout`` fails the test (after a kill)."""
-    try:
-        return subprocess.run(cli_command(*args), capture_output=True, text=True,
-                              timeout=timeout, **kwargs)
-    except subprocess.TimeoutExpired as e:
-        left = kill_all(token) if token else []
-        pytest.fail(f'{args}: still running after {timeout} s (killed {left}); '
-                    f'stderr: {e.stderr!r}')
+    """Run the CLI to its end; a run that outlives ``timeout`` fails the test with its stacks
+    (after a kill of its process group and of every process holding ``token``)."""
+    return procs.run(cli_command(*args), timeout=timeout,
+                     on_hang=lambda err: kill_all(token) if token else None, **kwargs)
 
 
 class Run:
     """A CLI run in the background, in its own session, its stdout read line by line."""
 
-    def __init__(self, *args, token, stderr_path, **kwargs):
+    def __init__(self, *args, token, stderr_path, signal_after=None, **kwargs):
         self.token = str(token)
         self.stderr_path = stderr_path
         with open(stderr_path, 'w') as err:
-            self.proc = subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=err,
-                                         text=True, start_new_session=True, **kwargs)
+            self.proc = procs.start(cli_command(*args, signal_after=signal_after), stdout=subprocess.PIPE, stderr=err,
+                                    text=True, **kwargs)
         self.pid = self.proc.pid
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -111,7 +110,10 @@ class Run:
                 pytest.fail(f'the run ended ({self.proc.returncode}) before {prefix!r}: '
                             f'{self.stdout}{self.stderr}')
             time.sleep(0.05)
-        pytest.fail(f'no {prefix!r} line after {timeout} s')
+        procs.abort(self.proc)  # its stacks go to the stderr file
+        kill_all(self.token)
+        pytest.fail(procs.hang_message(f'run {self.token} (no {prefix!r} line)', timeout,
+                                       self.stderr), pytrace=False)
 
     def signal(self, signum, group=False):
         if group:
@@ -124,10 +126,10 @@ class Run:
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            procs.abort(self.proc)  # its stacks go to the stderr file
             left = kill_all(self.token)
-            self.proc.wait(timeout=10)
-            pytest.fail(f'hang: no exit {timeout} s later; killed pids {left}; '
-                        f'stderr: {self.stderr!r}')
+            pytest.fail(procs.hang_message(f'run {self.token} (then killed pids {left})',
+                                           timeout, self.stderr), pytrace=False)
         self.reader.join(timeout=10)
         return self.proc.returncode
 
@@ -224,22 +226,18 @@ def epoch_lines(stdout):
 
 
 @pytest.fixture(scope='module')
-def finished_run_dir(tmp_path_factory):
-    """A complete 2-epoch run (concise, seed 0, --ctx cpu); tests work on copies of it."""
-    from gluon_softmax import data
-    try:
-        data_dir = data.find_data_dir()
-    except data.DataError as e:
-        pytest.skip(f'real Fashion-MNIST not installed: {e}')
+def finished_run_dir(tmp_path_factory, small_data_copy):
+    """A complete 2-epoch run (concise, seed 0, --ctx cpu) on the small data set; tests work
+    on copies of it."""
     out = tmp_path_factory.mktemp('finished') / 'run'
-    result = run_cli('--epochs', 2, '--seed', 0, '--ctx', 'cpu', '--data-dir', data_dir,
+    result = run_cli('--epochs', 2, '--seed', 0, '--ctx', 'cpu', '--data-dir', small_data_copy,
                      '--out', out, token=out)
     assert result.returncode == 0, result.stderr
     return out
 
 
 @pytest.fixture
-def finished_run(finished_run_dir, tmp_path, real_data_dir):
+def finished_run(finished_run_dir, tmp_path, small_data_dir):
     """A private copy of the finished run (without its lock file)."""
     copy = tmp_path / 'run'
     shutil.copytree(finished_run_dir, copy, ignore=shutil.ignore_patterns('.lock'))
@@ -292,10 +290,10 @@ def test_signal_at_a_random_moment_with_loader_workers_ends_every_process(
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_run_with_loader_workers_prints_no_traceback(tmp_path, real_data_dir):
+def test_a_run_with_loader_workers_prints_no_traceback(tmp_path, small_data_dir):
     out = tmp_path / 'run'
     result = run_cli('--loader', 'dataloader', '--loader-workers', 2, '--epochs', 1,
-                     '--seed', 0, '--data-dir', real_data_dir, '--out', out, token=out)
+                     '--seed', 0, '--data-dir', small_data_dir, '--out', out, token=out)
     assert result.returncode == 0, result.stderr
     assert 'Traceback' not in result.stderr and 'Interrupted' not in result.stderr
     assert result.stderr.strip() == ''
@@ -311,14 +309,12 @@ COSINE = ('--epochs', 2, '--lr', 0.03, '--momentum', 0.9, '--lr-schedule', 'cosi
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_cosine_run_resumes_to_its_own_epochs_only(tmp_path, real_data_dir, started):
+def test_a_cosine_run_resumes_to_its_own_epochs_only(tmp_path, small_data_dir, started):
     whole, part = tmp_path / 'whole', tmp_path / 'part'
-    fresh = started(*COSINE, '--data-dir', real_data_dir, '--out', whole, token=whole,
+    fresh = started(*COSINE, '--data-dir', small_data_dir, '--out', whole, token=whole,
                     stderr_path=tmp_path / 'whole.err')
-    cut = started(*COSINE, '--data-dir', real_data_dir, '--out', part, token=part,
-                  stderr_path=tmp_path / 'part.err')
-    cut.wait_for('epoch 1/2')
-    cut.signal(signal.SIGINT)
+    cut = started(*COSINE, '--data-dir', small_data_dir, '--out', part, token=part,
+                  stderr_path=tmp_path / 'part.err', signal_after=(signal.SIGINT, 'epoch 1/2'))
     assert cut.finish() == 130, cut.stderr
     assert [e['epoch'] for e in metrics_of(part)['epochs']] == [1]
     assert fresh.finish() == 0, fresh.stderr
@@ -334,7 +330,7 @@ def test_a_cosine_run_resumes_to_its_own_epochs_only(tmp_path, real_data_dir, st
     assert result.returncode == 2 and 'cosine' in one_line(result.stderr)
 
     # its own epochs: the same run as the uninterrupted one
-    result = run_cli('--resume', part, '--epochs', 2, '--data-dir', real_data_dir, token=part)
+    result = run_cli('--resume', part, '--epochs', 2, '--data-dir', small_data_dir, token=part)
     assert result.returncode == 0, result.stderr
     assert 'resumed after epoch 1' in result.stdout
     resumed, straight = metrics_of(part), metrics_of(whole)
@@ -363,12 +359,12 @@ def test_two_unique_directories_in_the_same_second(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_runs_without_out_started_together_get_their_own_directories(tmp_path, real_data_dir,
+def test_runs_without_out_started_together_get_their_own_directories(tmp_path, small_data_dir,
                                                                     started):
     # the data directory through a link under tmp_path: tmp_path is on both command lines,
     # so whatever they leave running can be found
     data_link = tmp_path / 'data'
-    data_link.symlink_to(real_data_dir)
+    data_link.symlink_to(small_data_dir)
     both = [started('--epochs', 1, '--seed', seed, '--data-dir', data_link, cwd=tmp_path,
                     token=tmp_path, stderr_path=tmp_path / f'err{seed}')
             for seed in (1, 2)]
@@ -407,9 +403,9 @@ def test_a_second_run_on_a_busy_directory_is_refused_naming_the_first(tmp_path, 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_finished_run_is_kept_without_overwrite(finished_run, real_data_dir, capsys):
+def test_a_finished_run_is_kept_without_overwrite(finished_run, small_data_dir, capsys):
     before = snapshot(finished_run)
-    status, _, err = main_in_process(['--epochs', 1, '--data-dir', real_data_dir,
+    status, _, err = main_in_process(['--epochs', 1, '--data-dir', small_data_dir,
                                       '--out', finished_run], capsys)
     assert status == 2
     line = one_line(err)
@@ -419,14 +415,12 @@ def test_a_finished_run_is_kept_without_overwrite(finished_run, real_data_dir, c
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_an_interrupted_overwrite_leaves_nothing_of_the_old_run(finished_run, real_data_dir,
+def test_an_interrupted_overwrite_leaves_nothing_of_the_old_run(finished_run, small_data_dir,
                                                                started, tmp_path):
     old = snapshot(finished_run)
     run = started('--overwrite', '--loader', 'dataloader', '--epochs', 2, '--seed', 1,
-                  '--data-dir', real_data_dir, '--out', finished_run, token=finished_run,
-                  stderr_path=tmp_path / 'err')
-    run.wait_for('epoch 1/2')
-    run.signal(signal.SIGINT)
+                  '--data-dir', small_data_dir, '--out', finished_run, token=finished_run,
+                  stderr_path=tmp_path / 'err', signal_after=(signal.SIGINT, 'epoch 1/2'))
     assert run.finish() == 130, run.stderr
     metrics = metrics_of(finished_run)
     assert metrics['seed'] == 1 and metrics['status'] == 'interrupted'
@@ -448,13 +442,13 @@ def test_an_interrupted_overwrite_leaves_nothing_of_the_old_run(finished_run, re
     {'metrics.json': '{"mine": true}\n', 'model.params': 'my weights'},
     {'metrics.json': '{"impl": "concise", "status": "complete"}\n', 'notes.txt': 'keep'},
 ], ids=['report-only', 'foreign-metrics', 'run-and-notes'])
-def test_the_users_files_are_never_replaced(tmp_path, real_data_dir, capsys, files):
+def test_the_users_files_are_never_replaced(tmp_path, small_data_dir, capsys, files):
     out = tmp_path / 'mine'
     out.mkdir()
     for name, text in files.items():
         (out / name).write_text(text)
     for extra in ([], ['--overwrite']):
-        status, _, err = main_in_process(['--epochs', 1, '--data-dir', real_data_dir,
+        status, _, err = main_in_process(['--epochs', 1, '--data-dir', small_data_dir,
                                           '--out', out, *extra], capsys)
         assert status == 2, err
         one_line(err)
@@ -464,13 +458,13 @@ def test_the_users_files_are_never_replaced(tmp_path, real_data_dir, capsys, fil
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_the_users_hidden_tmp_file_is_never_removed(tmp_path, real_data_dir, capsys):
+def test_the_users_hidden_tmp_file_is_never_removed(tmp_path, small_data_dir, capsys):
     # a name like our temporary files', in a directory that holds no run of ours
     out = tmp_path / 'project'
     out.mkdir()
     (out / '.draft.tmp').write_text('unsaved notes')
     (out / 'notes.txt').write_text('keep')
-    status, _, err = main_in_process(['--epochs', 1, '--data-dir', real_data_dir,
+    status, _, err = main_in_process(['--epochs', 1, '--data-dir', small_data_dir,
                                       '--out', out], capsys)
     assert status == 2
     one_line(err)
@@ -483,10 +477,10 @@ def test_the_users_hidden_tmp_file_is_never_removed(tmp_path, real_data_dir, cap
 @pytest.mark.integration
 @pytest.mark.parametrize('size', ['150k', '400k'], ids=['during-training', 'results'])
 def test_a_full_disk_ends_with_one_line_and_keeps_the_last_checkpoint(
-        tmp_path, real_data_dir, mounts, size):
+        tmp_path, small_data_dir, mounts, size):
     disk = mounts.tmpfs(tmp_path / 'disk', size)
     out = disk / 'run'
-    result = run_cli('--epochs', 3, '--momentum', 0.9, '--seed', 0, '--data-dir', real_data_dir,
+    result = run_cli('--epochs', 3, '--momentum', 0.9, '--seed', 0, '--data-dir', small_data_dir,
                      '--out', out, token=out)
     assert result.returncode == 2, result.stderr
     line = one_line(result.stderr)
@@ -503,13 +497,13 @@ def test_a_full_disk_ends_with_one_line_and_keeps_the_last_checkpoint(
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_tiny_or_missing_tmpdir_is_not_used(tmp_path, real_data_dir, mounts, started):
+def test_a_tiny_or_missing_tmpdir_is_not_used(tmp_path, small_data_dir, mounts, started):
     tiny = mounts.tmpfs(tmp_path / 'tmp', '4k')  # Python accepts it; any real file fails
     cases = {'tiny': str(tiny), 'missing': str(tmp_path / 'no' / 'such' / 'dir')}
     runs = {}
     for name, tmpdir in cases.items():
         out = tmp_path / name
-        runs[name] = started('--epochs', 1, '--seed', 0, '--data-dir', real_data_dir,
+        runs[name] = started('--epochs', 1, '--seed', 0, '--data-dir', small_data_dir,
                              '--out', out, token=out, stderr_path=tmp_path / f'{name}.err',
                              env={**os.environ, 'TMPDIR': tmpdir})
     for name, run in runs.items():
@@ -520,11 +514,11 @@ def test_a_tiny_or_missing_tmpdir_is_not_used(tmp_path, real_data_dir, mounts, s
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_resume_of_a_read_only_directory_fails_before_training(finished_run, real_data_dir,
+def test_resume_of_a_read_only_directory_fails_before_training(finished_run, small_data_dir,
                                                               mounts):
     mounts.read_only(finished_run)
-    result = run_cli('--resume', finished_run, '--epochs', 3, '--data-dir', real_data_dir,
-                     token=finished_run, timeout=120)
+    result = run_cli('--resume', finished_run, '--epochs', 3, '--data-dir', small_data_dir,
+                     token=finished_run)
     assert result.returncode == 2, result.stderr
     line = one_line(result.stderr)
     assert str(finished_run) in line
@@ -576,7 +570,7 @@ def test_an_edited_metrics_json_is_refused_with_one_line(finished_run, capsys, c
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_checkpoint_without_numpy_rng_keys_is_refused_by_the_cli(finished_run, real_data_dir,
+def test_a_checkpoint_without_numpy_rng_keys_is_refused_by_the_cli(finished_run, small_data_dir,
                                                                   capsys):
     path = finished_run / 'checkpoint.npz'
     with onp.load(path) as f:
@@ -585,7 +579,7 @@ def test_a_checkpoint_without_numpy_rng_keys_is_refused_by_the_cli(finished_run,
         onp.savez(f, **arrays)
     metrics = (finished_run / 'metrics.json').read_bytes()
     assert_usage_error(capsys, ['--resume', str(finished_run), '--epochs', '3',
-                                '--data-dir', real_data_dir], 'numpy_rng_keys', str(path))
+                                '--data-dir', small_data_dir], 'numpy_rng_keys', str(path))
     assert (finished_run / 'metrics.json').read_bytes() == metrics
 
 
@@ -596,12 +590,12 @@ def test_a_checkpoint_without_numpy_rng_keys_is_refused_by_the_cli(finished_run,
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_a_signal_during_the_imports_is_one_line(tmp_path, real_data_dir, signum):
     out = tmp_path / 'run'
-    proc = subprocess.Popen(cli_command('--epochs', 1, '--data-dir', real_data_dir, '--out', out),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = procs.start(cli_command('--epochs', 1, '--data-dir', real_data_dir, '--out', out),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.3)
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
+        _, err = procs.communicate(proc, 60)
     finally:
         proc.kill()
     assert proc.returncode == SIG_STATUS[signum], err
@@ -622,14 +616,14 @@ def maps_numpy(pid):
 def test_sigint_while_numpy_is_imported_is_one_line(tmp_path, real_data_dir):
     # the earliest moment the user can see: the CLI's own imports, not Python's start-up
     out = tmp_path / 'run'
-    proc = subprocess.Popen(cli_command('--epochs', 1, '--data-dir', real_data_dir, '--out', out),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = procs.start(cli_command('--epochs', 1, '--data-dir', real_data_dir, '--out', out),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while not maps_numpy(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.001)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = procs.communicate(proc, 60)
     finally:
         proc.kill()
     assert proc.returncode == 130, err
@@ -640,7 +634,7 @@ def test_sigint_while_numpy_is_imported_is_one_line(tmp_path, real_data_dir):
 @pytest.mark.integration
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_a_signal_while_the_results_are_written_leaves_a_complete_run(
-        tmp_path, real_data_dir, capsys, monkeypatch, signum):
+        tmp_path, small_data_dir, capsys, monkeypatch, signum):
     from gluon_softmax import train
     real = train.write_results
 
@@ -650,7 +644,7 @@ def test_a_signal_while_the_results_are_written_leaves_a_complete_run(
     monkeypatch.setattr(train, 'write_results', interrupted_write_results)
     out = tmp_path / 'run'
     status, stdout, err = main_in_process(['--epochs', 1, '--seed', 0, '--data-dir',
-                                           real_data_dir, '--out', out], capsys)
+                                           small_data_dir, '--out', out], capsys)
     assert status == SIG_STATUS[signum], err
     assert signum.name in err and 'Traceback' not in err
     metrics = metrics_of(out)
@@ -661,6 +655,7 @@ def test_a_signal_while_the_results_are_written_leaves_a_complete_run(
 @pytest.mark.slow
 @pytest.mark.integration
 def test_a_signal_before_the_first_checkpoint_offers_no_resume(tmp_path, real_data_dir, started):
+    # the real data set: its first epoch is long enough for the signal to land inside it
     out = tmp_path / 'run'
     run = started('--loader', 'dataloader', '--epochs', 2, '--seed', 0,
                   '--data-dir', real_data_dir, '--out', out, token=out,
@@ -677,18 +672,18 @@ def test_a_signal_before_the_first_checkpoint_offers_no_resume(tmp_path, real_da
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_run_without_checkpoint_is_not_offered_for_resume(finished_run, real_data_dir,
+def test_a_run_without_checkpoint_is_not_offered_for_resume(finished_run, small_data_dir,
                                                             capsys):
     # the directory a signal before the first checkpoint leaves (see the test above)
     for name in ('checkpoint.npz', 'model.params'):
         (finished_run / name).unlink()
     edit_metrics(finished_run, lambda m: m.update(status='interrupted', epochs=[]))
     # (in this order: an in-process resume would keep the directory locked, see below)
-    status, _, err = main_in_process(['--epochs', 1, '--data-dir', real_data_dir,
+    status, _, err = main_in_process(['--epochs', 1, '--data-dir', small_data_dir,
                                       '--out', finished_run], capsys)
     assert status == 2
     hint = one_line(err)
-    status, _, err = main_in_process(['--resume', finished_run, '--data-dir', real_data_dir],
+    status, _, err = main_in_process(['--resume', finished_run, '--data-dir', small_data_dir],
                                      capsys)
     assert status == 2 and 'no checkpoint' in one_line(err)
     assert '--resume' not in hint, 'a resume of this directory cannot work'
@@ -697,13 +692,13 @@ def test_a_run_without_checkpoint_is_not_offered_for_resume(finished_run, real_d
 @pytest.mark.slow
 @pytest.mark.integration
 def test_resume_removes_stale_temporary_files_and_records_each_session(finished_run,
-                                                                      real_data_dir):
+                                                                      small_data_dir):
     stale = ['.metrics.jsonq1w2e3r4.tmp', '.checkpoint.npzabcd1234.tmp',
              '.checkpoint-part-zz99.tmp']
     for name in stale:
         (finished_run / name).write_text('left by a killed run')
     result = run_cli('--resume', finished_run, '--epochs', 3, '--ctx', 'cpu:0,cpu:1',
-                     '--data-dir', real_data_dir, token=finished_run)
+                     '--data-dir', small_data_dir, token=finished_run)
     assert result.returncode == 0, result.stderr
     assert 'resumed after epoch 2' in result.stdout
     assert not set(stale) & set(os.listdir(finished_run))
@@ -718,23 +713,23 @@ def test_resume_removes_stale_temporary_files_and_records_each_session(finished_
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_resume_with_fewer_epochs_than_trained_is_refused(finished_run, real_data_dir, capsys):
+def test_resume_with_fewer_epochs_than_trained_is_refused(finished_run, small_data_dir, capsys):
     before = snapshot(finished_run)
     line = assert_usage_error(capsys, ['--resume', str(finished_run), '--epochs', '1',
-                                       '--data-dir', real_data_dir], '--epochs')
+                                       '--data-dir', small_data_dir], '--epochs')
     assert '2' in line
     assert snapshot(finished_run) == before
 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_main_called_twice_in_one_process_can_resume_its_run(tmp_path, real_data_dir, capsys):
+def test_main_called_twice_in_one_process_can_resume_its_run(tmp_path, small_data_dir, capsys):
     # main(argv) is the API for tests and the notebook (DESIGN.md, "The CLI mirrors the functions")
     out = tmp_path / 'run'
-    status, _, err = main_in_process(['--epochs', 1, '--seed', 0, '--data-dir', real_data_dir,
+    status, _, err = main_in_process(['--epochs', 1, '--seed', 0, '--data-dir', small_data_dir,
                                       '--out', out], capsys)
     assert status == 0, err
     status, _, err = main_in_process(['--resume', out, '--epochs', 2, '--data-dir',
-                                      real_data_dir], capsys)
+                                      small_data_dir], capsys)
     assert status == 0, err
     assert len(metrics_of(out)['epochs']) == 2

@@ -2,8 +2,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import mxnet as mx
 import pytest
@@ -11,13 +9,15 @@ from plotly.offline import get_plotlyjs
 
 from gluon_softmax import concise, scratch
 
+import procs
+import small_data
 from conftest import assert_usage_error
 
 
 def run_cli(*args, cwd=None):
-    """Run ``python -m gluon_softmax.train`` in a subprocess; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, '-m', 'gluon_softmax.train', *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=600)
+    """Run ``python -m gluon_softmax.train`` in a subprocess (on the small data set when
+    --data-dir names it); returns the CompletedProcess."""
+    return procs.run(small_data.python_m('gluon_softmax.train', *args), cwd=cwd)
 
 
 @pytest.mark.parametrize('argv, needle', [
@@ -86,10 +86,10 @@ def test_subprocess_error_has_no_traceback(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.parametrize('impl', ['concise', 'scratch'])
-def test_short_run_writes_metrics_curves_and_parameters(tmp_path, real_data_dir, impl):
+def test_short_run_writes_metrics_curves_and_parameters(tmp_path, small_data_dir, impl):
     out = tmp_path / 'run'
     result = run_cli('--impl', impl, '--epochs', '2', '--seed', '3', '--out', str(out),
-                     '--data-dir', real_data_dir)
+                     '--data-dir', small_data_dir)
     assert result.returncode == 0, result.stderr
     assert len([ln for ln in result.stdout.splitlines() if ln.startswith('epoch ')]) == 2
 

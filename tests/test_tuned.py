@@ -1,7 +1,6 @@
 """Beyond the book's recipe: momentum, weight decay, a cosine schedule and a validation split."""
 import json
 import math
-import subprocess
 import sys
 
 import numpy as onp
@@ -12,14 +11,16 @@ from gluon_softmax import concise
 from gluon_softmax.data import DataError, split_validation
 from gluon_softmax.train import main
 
+import procs
+
 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_validation_accuracy_is_reported(tmp_path, real_data_dir):
+def test_validation_accuracy_is_reported(tmp_path, small_data_dir):
     out = tmp_path / 'val'
-    assert main(['--epochs', '1', '--val-size', '5000', '--seed', '0', '--out', str(out),
-                 '--data-dir', real_data_dir]) == 0
+    assert main(['--epochs', '1', '--val-size', '500', '--seed', '0', '--out', str(out),
+                 '--data-dir', small_data_dir]) == 0
     entry = json.loads((out / 'metrics.json').read_text())['epochs'][0]
     assert 0.5 < entry['val_acc'] < 1 and entry['val_acc'] != entry['test_acc']
     assert '"name":"val acc"' in (out / 'curves.html').read_text()
@@ -93,6 +94,7 @@ def test_unusable_combinations_are_rejected(capsys, tmp_path, flags, needle):
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(procs.LONG_TEST_SECONDS)  # 50 epochs of the whole data set
 def test_tuned_linear_model_reaches_the_ceiling(tmp_path, real_data_dir):
     """50 epochs, momentum 0.9, lr 0.03, cosine, wd 3e-4, on all 60000 training examples.
 
@@ -101,11 +103,10 @@ def test_tuned_linear_model_reaches_the_ceiling(tmp_path, real_data_dir):
     on the test set, the book's recipe about 0.83.
     """
     out = tmp_path / 'tuned'
-    result = subprocess.run(
+    result = procs.run(
         [sys.executable, '-m', 'gluon_softmax.train', '--epochs', '50', '--lr', '0.03',
          '--momentum', '0.9', '--wd', '3e-4', '--lr-schedule', 'cosine', '--seed', '0',
-         '--data-dir', real_data_dir, '--out', str(out)],
-        capture_output=True, text=True, timeout=900)
+         '--data-dir', real_data_dir, '--out', str(out)], timeout=procs.LONG_RUN_SECONDS)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / 'metrics.json').read_text())
     last = metrics['epochs'][-1]
