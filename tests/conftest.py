@@ -6,6 +6,7 @@ Other test modules may import the helpers directly (``from conftest import write
 import gzip
 import html.parser
 import os
+import signal
 import struct
 
 import numpy as onp
@@ -18,6 +19,16 @@ IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
 # split -> (images file, labels file, number of examples in the tiny copy)
 TINY_SPLITS = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 12),
                False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 8)}
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    """In-process ``main()`` installs its handlers in pytest's process: put the old ones back."""
+    from gluon_softmax.runs import STOP_SIGNALS
+    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture(autouse=True)

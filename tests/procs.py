@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -153,3 +154,12 @@ def read_until(proc, prefix, timeout=HANG_SECONDS, what=None):
         pytest.fail(f'{what} ended ({proc.returncode}) before a {prefix!r} line:\n'
                     f'{"".join(lines)}{out}{err}', pytrace=False)
     return lines
+
+
+def wait_until(condition, timeout, what):
+    """Poll ``condition()`` every 0.05 s until true; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f'{what}: not within {timeout} s')
+        time.sleep(0.05)

@@ -87,15 +87,6 @@ def test_two_workers_end_bitwise_equal_and_match_one_process(tmp_path, small_dat
         assert d['train_loss'] == pytest.approx(o['train_loss'], rel=1e-4)
 
 
-def wait_for(predicate, timeout, what):
-    """Poll ``predicate()`` every 0.1 s until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f'timed out waiting for {what}')
-        time.sleep(0.1)
-
-
 def test_a_killed_worker_ends_the_whole_job(tmp_path, small_data_dir):
     out, err_path = tmp_path / 'run', tmp_path / 'launch.err'
     grace = 3
@@ -107,7 +98,7 @@ def test_a_killed_worker_ends_the_whole_job(tmp_path, small_data_dir):
                           stdout=subprocess.DEVNULL, stderr=err)
     try:
         # training is under way once worker 0 has written the first epoch's metrics
-        wait_for(lambda: (out / 'metrics.json').exists(), 60, 'the first epoch')
+        procs.wait_until(lambda: (out / 'metrics.json').exists(), 60, 'the first epoch')
         pids = launched_pids(err_path.read_text())
         os.kill(pids[('worker', 1)], signal.SIGKILL)
         killed_at = time.monotonic()

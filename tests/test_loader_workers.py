@@ -21,6 +21,8 @@ from gluon_softmax.loader_workers import WorkerDataLoader
 
 from mxnet import gluon  # noqa: E402  (after gluon_softmax: its NumPy shim comes first)
 
+import procs  # noqa: E402
+
 BOUND = 60  # seconds for a run to end after what ends it, on a busy 2-core machine
 RUN_TIMEOUT = 300  # seconds for a whole CLI run or benchmark stage
 
@@ -48,15 +50,6 @@ def kill(pids):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def wait_until(condition, timeout, what):
-    """Poll ``condition()`` until true; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f'{what}: not within {timeout} s')
-        time.sleep(0.05)
 
 
 def run_program(source, timeout=BOUND, **kwargs):
@@ -262,7 +255,7 @@ def test_cli_run_whose_loader_worker_is_killed_ends_with_one_error_line(
     run = background([sys.executable, '-m', 'gluon_softmax.train', '--loader', 'dataloader',
                       '--loader-workers', '2', '--epochs', '2', '--seed', '0',
                       '--data-dir', real_data_dir, '--out', str(out)], tmp_path / 'err')
-    wait_until(lambda: any(line.startswith('epoch 1/2') for line in run.lines)
+    procs.wait_until(lambda: any(line.startswith('epoch 1/2') for line in run.lines)
                or run.proc.poll() is not None, RUN_TIMEOUT, 'epoch 1')
     workers = sorted(run.note_children())
     assert run.proc.poll() is None and len(workers) == 4, (workers, run.stderr)
@@ -330,7 +323,7 @@ def test_a_signal_to_the_benchmark_ends_its_row_and_the_rows_loader_workers(
         # the book row and the 2 x 4 workers of its two loaders
         return (len(rows) == 1 and len(descendants(rows[0])) >= 8
                 or run.proc.poll() is not None)
-    wait_until(book_row_with_workers, RUN_TIMEOUT, 'the book row and its loader workers')
+    procs.wait_until(book_row_with_workers, RUN_TIMEOUT, 'the book row and its loader workers')
     processes = [*rows, *descendants(rows[0])]
     os.kill(run.proc.pid, signum)
     status = run.finish()
@@ -367,7 +360,7 @@ def test_a_signal_during_the_benchmarks_cli_run_removes_its_temporary_run(
         run.note_children()
         return (any(os.path.exists(os.path.join(tmp, d, 'run', 'checkpoint.npz'))
                     for d in os.listdir(tmp)) or run.proc.poll() is not None)
-    wait_until(first_epoch_saved, RUN_TIMEOUT, 'the first epoch of the CLI run')
+    procs.wait_until(first_epoch_saved, RUN_TIMEOUT, 'the first epoch of the CLI run')
     cli = run.note_children()
     assert run.proc.poll() is None and cli, run.stderr
     os.kill(run.proc.pid, signal.SIGTERM)

@@ -160,15 +160,6 @@ def started():
             run.proc.wait(timeout=10)
 
 
-@pytest.fixture(autouse=True)
-def restore_signal_handlers():
-    """In-process ``main()`` installs its handlers in pytest's process: put the old ones back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-
-
 # ---------------------------------------------------------------- mounts
 
 @pytest.fixture

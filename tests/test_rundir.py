@@ -30,15 +30,6 @@ from gluon_softmax.settings import Recipe
 import gluon_softmax.train  # noqa: F401,E402  pylint: disable=unused-import
 
 
-@pytest.fixture(autouse=True)
-def restore_signal_handlers():
-    """In-process ``main()`` installs its handlers in pytest's process: put the old ones back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-
-
 def main(argv):
     """``gluon_softmax.train.main(argv)``: its exit status."""
     from gluon_softmax.train import main as cli_main
