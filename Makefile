@@ -45,7 +45,8 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	@# MXNet and d2l pin numpy<2 in their metadata: without their dependencies (setup.cfg says why)
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt mxnet d2l
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@# --no-warn-conflicts: pip would list MXNet's and d2l's numpy<2 pins, knowingly not followed
+	$(PY) -m pip install --quiet --no-warn-conflicts -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # Debian/Ubuntu ship the real data set as a package; as root we install it, otherwise we

@@ -46,6 +46,9 @@ SCALE_OUT_EPOCHS, QUICK_SCALE_OUT_EPOCHS = 5, 2
 DEFAULT_OUT = os.path.join('bench-results', 'bench.json')
 CHILD_TIMEOUT = 900  # seconds a row or CLI run may take before it counts as hung
 STACKS_SECONDS = 5  # after SIGABRT, how long a hung row has to print its stacks
+# of a hung row's stderr in the error: the row's and its loader workers' stacks, in any order
+# (each names its extension modules, a long line on Python 3.13)
+STACK_CHARS = 30000
 # name -> what the row measures; the order of the table
 ROWS = {
     'book': f'gluon.data.vision FashionMNIST + ToTensor + DataLoader({BOOK_WORKERS} workers), '
@@ -483,8 +486,9 @@ def run_child(cmd, what, timeout=CHILD_TIMEOUT):
             end_child(proc.pid, stacks=True)
             proc.returncode = -1
             err.seek(0)
+            stacks = err.read()[-STACK_CHARS:]
             raise BenchError(f'{what} hung: still running after {timeout:g} s, so it was '
-                             f'killed with its processes; its stacks:\n{err.read()[-6000:]}')
+                             f'killed with its processes; its stacks:\n{stacks}')
         status, usage = ended
         seconds = time.perf_counter() - start
         # its loader workers, if any outlived it, die with it (they also do by themselves)
