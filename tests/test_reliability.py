@@ -89,8 +89,8 @@ class Run:
         self.token = str(token)
         self.stderr_path = stderr_path
         with open(stderr_path, 'w') as err:
-            self.proc = procs.start(cli_command(*args, signal_after=signal_after), stdout=subprocess.PIPE, stderr=err,
-                                    text=True, **kwargs)
+            self.proc = procs.start(cli_command(*args, signal_after=signal_after),
+                                    stdout=subprocess.PIPE, stderr=err, text=True, **kwargs)
         self.pid = self.proc.pid
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -541,8 +541,8 @@ def make_dir(path):
     ('directory', 'metrics.json'),
     ('list', 'metrics.json'),
     ('binary', 'metrics.json'),
-], ids=['batch_size-0', 'seed-abc', 'hyperparameters-seed-abc', 'lr-negative', 'epochs-bool', 'impl-mlp',
-        'hyperparameters-null', 'val_size-all', 'directory', 'list', 'binary'])
+], ids=['batch_size-0', 'seed-abc', 'hyperparameters-seed-abc', 'lr-negative', 'epochs-bool',
+        'impl-mlp', 'hyperparameters-null', 'val_size-all', 'directory', 'list', 'binary'])
 @pytest.mark.slow
 def test_an_edited_metrics_json_is_refused_with_one_line(finished_run, capsys, change, needle):
     path = finished_run / 'metrics.json'
