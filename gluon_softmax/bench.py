@@ -436,7 +436,14 @@ def end_child(pid, stacks=False):
     processes = [pid, *descendants(pid)]
     with signal_held():  # a second Ctrl-C must not cut this short: it is bounded anyway
         if stacks:
-            signal_all(processes, signal.SIGABRT)
+            # one at a time, the child last: stacks written at once interleave on the shared
+            # stderr, character by character; a worker's own stacks come first
+            deadline = time.monotonic() + STACKS_SECONDS
+            for worker in processes[1:]:
+                signal_all([worker], signal.SIGABRT)
+                while not ended_or_zombie(worker) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            signal_all([pid], signal.SIGABRT)
             ended = reap(pid, time.monotonic() + STACKS_SECONDS)
             if ended is not None:
                 signal_all(processes[1:], signal.SIGKILL)
@@ -448,6 +455,15 @@ def end_child(pid, stacks=False):
         signal_all(processes, signal.SIGKILL)
         # SIGKILL cannot be caught: only a process stuck in the kernel outlives the bound
         return reap(pid, time.monotonic() + STACKS_SECONDS)
+
+
+def ended_or_zombie(pid):
+    """True when process ``pid`` has exited (gone, or a zombie its parent has not reaped)."""
+    try:
+        with open(f'/proc/{pid}/stat', 'rb') as f:
+            return f.read().rsplit(b')', 1)[1].split()[0] in (b'Z', b'X')
+    except (OSError, IndexError):
+        return True
 
 
 @contextlib.contextmanager
