@@ -100,7 +100,9 @@ def test_hup_quit_and_usr1_interrupt_like_term(tmp_path, small_data_copy, signum
 @pytest.mark.parametrize('delay', [0.0, 0.3, 1.0, 2.5])
 def test_two_signals_at_once_during_start_up_are_one_line(tmp_path, small_data_copy, delay):
     out = tmp_path / 'run'
-    proc = procs.start(cli(small_data_copy, '--epochs', 2, '--out', out),
+    # enough epochs that the run is still going at the last delay: a signal after the run has
+    # ended, while Python shuts down, meets the default action (seen at 2.5 s with 2 epochs)
+    proc = procs.start(cli(small_data_copy, '--epochs', 200, '--out', out),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith('loading MXNet')
     time.sleep(delay)
