@@ -60,9 +60,28 @@ def abort(proc):
         proc.wait(timeout=ABORT_GRACE)
     except subprocess.TimeoutExpired:
         pass
+    # the child's own children print their stacks too: give them a moment (bounded) before
+    # SIGKILL, which would cut a stack half written
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and group_alive(proc.pid):
+        time.sleep(0.05)
     signal_group(proc, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=ABORT_GRACE)
+
+
+def group_alive(pgid):
+    """True while a process of group ``pgid`` other than a zombie is left."""
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat', 'rb') as f:
+                    fields = f.read().rsplit(b')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in (b'Z', b'X'):
+                return True
+    return False
 
 
 def describe(cmd):
