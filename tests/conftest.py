@@ -11,7 +11,16 @@ import struct
 
 import numpy as onp
 import pytest
-from mxnet import npx
+
+# One OpenMP thread in this process and in the programs the tests start (they inherit it), set
+# before MXNet loads its OpenMP runtime: the tests run side by side over the cores (pytest-xdist)
+# and with programs of their own, where MXNet's default of one thread per core only makes idle
+# threads spin against each other (measured: tests/test_parallel.py and test_checkpoint.py
+# over two workers took 72-78 s with 1 thread, 86-92 s without). A test that needs another
+# value sets it in its program's environment.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+from mxnet import npx  # noqa: E402  pylint: disable=wrong-import-position
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # the IDX magic numbers, restated from the format spec
 IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
@@ -19,6 +28,20 @@ IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
 # split -> (images file, labels file, number of examples in the tiny copy)
 TINY_SPLITS = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 12),
                False: ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte', 8)}
+
+
+def pytest_collection_modifyitems(items):
+    """The longest tests first (those with the long bound, then the other slow ones), so that
+    pytest-xdist starts them early instead of leaving one of them to run alone at the end; the
+    order within each kind is the files' own."""
+    from procs import LONG_TEST_SECONDS
+
+    def kind(item):
+        timeout = item.get_closest_marker('timeout')
+        if timeout and timeout.args and timeout.args[0] >= LONG_TEST_SECONDS:
+            return 0
+        return 1 if item.get_closest_marker('slow') else 2
+    items.sort(key=kind)  # stable
 
 
 @pytest.fixture(autouse=True)

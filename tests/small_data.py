@@ -25,6 +25,7 @@ import numpy as onp  # noqa: E402
 
 TRAIN_SIZE, TEST_SIZE = 2000, 500
 PINS = 'pins.json'
+UNPINNED = '-'  # command()'s directory argument when nothing is pinned
 
 
 def idx_bytes(array, magic):
@@ -91,7 +92,8 @@ def pin(directory):
 
 
 def command(directory, module, *args, signal_after=None):
-    """argv of ``python -m module args`` on the small copy in ``directory``.
+    """argv of ``python -m module args`` on the small copy in ``directory`` (None: on the
+    data set the program finds itself, nothing pinned; for ``signal_after`` on the real data).
 
     ``signal_after=(signum, prefix)``: the program sends itself ``signum`` right after it has
     printed a stdout line starting with ``prefix``, as a user would on seeing the line, but at
@@ -100,7 +102,8 @@ def command(directory, module, *args, signal_after=None):
     """
     signal_args = [] if signal_after is None else [
         '--signal-after', signal.Signals(signal_after[0]).name, signal_after[1]]
-    return [sys.executable, os.path.abspath(__file__), *signal_args, os.fspath(directory), module,
+    pinned = UNPINNED if directory is None else os.fspath(directory)
+    return [sys.executable, os.path.abspath(__file__), *signal_args, pinned, module,
             *map(str, args)]
 
 
@@ -145,12 +148,13 @@ def python_m(module, *args, signal_after=None):
 
 if __name__ == '__main__':
     # as python -m MODULE ARGS with DIR pinned
-    # python small_data.py [--signal-after SIGNAME PREFIX] DIR MODULE ARGS...
+    # python small_data.py [--signal-after SIGNAME PREFIX] DIR|- MODULE ARGS...
     rest = sys.argv[1:]
     if rest[0] == '--signal-after':
         sys.stdout = SignalAfterLine(sys.stdout, signal.Signals[rest[1]], rest[2])
         rest = rest[3:]
     directory, module = rest[:2]
-    pin(directory)
+    if directory != UNPINNED:
+        pin(directory)
     sys.argv = [sys.argv[0], *rest[2:]]
     runpy.run_module(module, run_name='__main__', alter_sys=True)
