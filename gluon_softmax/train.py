@@ -434,7 +434,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
         stop.run_whole(save)
         print(format_epoch(entry, recipe.epochs), flush=True)
 
-    watch = LossWatch(args.max_loss, workers.sum, stop=stop if workers.distributed else None)
+    watch = LossWatch(args.max_loss, lambda sums: workers.sum(sums, 'loss check'),
+                      stop=stop if workers.distributed else None)
     epoch_fn = EpochRunner(parallel.DataParallel(ctxs, workers, watch), len(history) + 1,
                            progress_bar(recipe.epochs) if lead else None)
     watch.report = epoch_fn.show_loss
