@@ -10,9 +10,12 @@ import sys
 if sys.argv[:1] == ['-m'] or os.path.basename(sys.argv[0] if sys.argv else '') == \
         'gluon-softmax-train':
     # a command line of ours is starting (python -m gluon_softmax..., the console script):
-    # Ctrl-C answers in one line from the first moment, until the program's own handlers
-    from .cli import exit_on_signals
+    # Ctrl-C answers in one line from the first moment, until the program's own handlers;
+    # an environment variable MXNet would abort or hang on is one error line, before any
+    # module of ours imports MXNet (train, bench, launch, data)
+    from .cli import check_environment, exit_on_signals
     exit_on_signals()
+    check_environment()
 from . import _compat  # noqa: F401,E402  Python/NumPy checks, np.bool before any MXNet import
 
 __version__ = '0.1.0'

@@ -29,7 +29,7 @@ import time
 import numpy as onp
 
 from gluon_softmax import idx
-from gluon_softmax.cli import non_negative_int, positive_float, positive_int
+from gluon_softmax.cli import EXIT_USAGE, Parser, non_negative_int, positive_float, positive_int
 from gluon_softmax.runs import Interrupted, StopOnSignal
 from gluon_softmax.settings import Recipe
 
@@ -494,9 +494,11 @@ def run_child(cmd, what, timeout=CHILD_TIMEOUT):
         try:
             # wait4 rather than proc.wait(): it also gives this one child's resource usage
             ended = reap(proc.pid, time.monotonic() + timeout)
-        except BaseException:
+        except BaseException as e:
             end_child(proc.pid)
             proc.returncode = -1  # reaped here: Popen must not wait for it again
+            if isinstance(e, Interrupted):
+                e.during = what  # for the message: what the user stopped
             raise
         if ended is None:
             end_child(proc.pid, stacks=True)
@@ -663,8 +665,8 @@ def run_all(args):
 
 def build_parser():
     """The benchmark's flags; ``--row`` and below are for the measuring subprocesses."""
-    p = argparse.ArgumentParser(prog='python -m gluon_softmax.bench',
-                                description='Time softmax regression pipelines on Fashion-MNIST.')
+    p = Parser(prog='python -m gluon_softmax.bench',
+               description='Time softmax regression pipelines on Fashion-MNIST.')
     p.add_argument('--epochs', type=positive_int, default=10, metavar='N',
                    help='timed epochs per row (default: 10; --quick: 1)')
     p.add_argument('--warmup', type=non_negative_int, default=1, metavar='N',
@@ -695,6 +697,10 @@ def main(argv=None):
     if args.row:
         print(json.dumps(measure_row(args)), flush=True)
         return 0
+    problem = out_problem(args.out)
+    if problem:  # now, not after minutes of measuring
+        print(f'error: --out{" " + args.out if args.out else ""}: {problem}', file=sys.stderr)
+        return EXIT_USAGE
     if args.quick:
         args.warmup, args.epochs = 1, 1
     # Ctrl-C, SIGTERM: the running measurement and its processes are ended, and the
@@ -708,18 +714,56 @@ def main(argv=None):
             print(f'error: {e}', file=sys.stderr)
             return 2
     except Interrupted as e:
-        print(f'interrupted ({e}); the measurement running then was stopped, no results '
-              'were written', file=sys.stderr)
+        during = getattr(e, 'during', None)
+        doing = (f'while measuring {during}; it was stopped' if during else
+                 'between measurements (loading the data set or starting the next one)')
+        print(f'interrupted ({e}) {doing}; no results were written', file=sys.stderr)
         return 128 + e.signum
     print(report(results))
-    directory = os.path.dirname(args.out)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    with open(args.out, 'w', encoding='utf-8') as f:
-        json.dump(results, f, indent=2)
-        f.write('\n')
+    try:
+        write_results(args.out, results)
+    except OSError as e:
+        print(f'error: --out {args.out}: cannot write the results: {e.strerror or e}; the '
+              'tables above have them', file=sys.stderr)
+        return EXIT_USAGE
     print(f'\nwrote {args.out}')
     return 0
+
+
+def out_problem(path):
+    """Why the results cannot go to ``path`` (checked before anything is measured), or None."""
+    if not path:
+        return 'empty path'
+    if os.path.isdir(path):
+        return 'is a directory; give the name of the JSON file to write'
+    if os.path.lexists(path) and not os.path.isfile(path):
+        return 'exists and is not a regular file'
+    directory = os.path.dirname(os.path.abspath(path))
+    parent = directory
+    while not os.path.lexists(parent):  # the directories --out needs are made at the end
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f'{parent} is not a directory'
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f'cannot write in {parent}'
+    return None
+
+
+def write_results(path, results):
+    """Write ``results`` to ``path`` as JSON, whole or not at all (a temporary file renamed)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path),
+                               suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            json.dump(results, f, indent=2)
+            f.write('\n')
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 if __name__ == '__main__':

@@ -327,7 +327,7 @@ def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, rng=None,
 
 def main(argv=None):
     """``python -m gluon_softmax.data [DIR]``: verify the data set and say where it is."""
-    from gluon_softmax.cli import Parser  # only the command line needs it
+    from gluon_softmax.cli import Parser, exit_on_signals  # only the command line needs them
     parser = Parser(prog='python -m gluon_softmax.data',
                     description='Check that Fashion-MNIST is complete and intact (the count '
                                 'and SHA-256 of each of the four IDX files) and say where it is.')
@@ -336,9 +336,14 @@ def main(argv=None):
                              f'${ENV_DIR}, then MXNet\'s cache {mxnet_cache_dir()}, then '
                              f'{DEBIAN_DIR})')
     args = parser.parse_args(argv)
+    unchanged = 'nothing was changed'  # the check only reads
     try:
+        exit_on_signals('looking for the data set', unchanged)
         directory = find_data_dir(args.dir)
         for train in (True, False):
+            # Ctrl-C says which file was being verified: reading one takes seconds
+            exit_on_signals(f'verifying the {"training" if train else "test"} set in '
+                            f'{directory}', unchanged)
             read_split(directory, train)
     except DataError as e:
         print(f'error: {e}', file=sys.stderr)

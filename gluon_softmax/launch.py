@@ -686,6 +686,13 @@ def interrupt(children, workers, grace, signum, latch):
     for child in forwarded:
         child.signal_group(signum)
     wait_until(lambda: not any(c.running() for c in forwarded), grace, latch.more_than(count))
+    # A worker still running has had its signal and its grace: it is blocked inside MXNet
+    # (waiting for a peer that left), where a SIGTERM would not reach its Python handler
+    # either, so it gets SIGKILL now and the launcher exits within one --grace. The servers
+    # and the scheduler die on SIGTERM at once.
+    for child in forwarded:
+        if child.running():
+            child.signal_group(signal.SIGKILL)
     stop(children, grace, interrupted=latch.more_than(count))
     print(f'error: interrupted by {signal.Signals(signum).name}; stopped all '
           f'{len(children)} processes', file=sys.stderr)

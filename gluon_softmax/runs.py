@@ -40,10 +40,13 @@ class LossWatch:
     """
 
     def __init__(self, max_loss=DEFAULT_MAX_LOSS, reduce=None, check_every=CHECK_EVERY,
-                 report=None):
+                 report=None, stop=None):
         self.max_loss, self.reduce, self.check_every = max_loss, reduce, check_every
         self.report = report  # report(mean loss of the batches just checked), e.g. a bar
         self.pending = []  # (batch number, loss sum on the device, batch size) not yet read
+        # a StopOnSignal in agreed mode (see StopOnSignal.agree): the check also sums, over
+        # the job, who received a stop signal, so every worker stops at the same batch
+        self.stop = stop
 
     def batch(self, number, loss_sum, size):
         """Note one batch's loss sum; checks every ``check_every`` batches."""
@@ -58,15 +61,35 @@ class LossWatch:
         from mxnet import np  # here, not at the top: the CLI imports this module before MXNet
         pending, self.pending = self.pending, []
         sums = np.stack([loss_sum for _, loss_sum, _ in pending])
+        own = None
+        if self.stop is not None:
+            # read once: a signal arriving after this is counted at the next check
+            own = self.stop.received
+            flags = np.array([1.0 if own else 0.0, float(own or 0)], ctx=sums.ctx)
+            sums = np.concatenate([sums.astype('float32'), flags])
         if self.reduce is not None:
             sums = self.reduce(sums)
         sums = sums.asnumpy()  # the one device wait
+        if self.stop is not None:
+            (stopping, signals), sums = sums[-2:], sums[:-2]
+            if stopping:
+                # every worker of the job raises here, after the same batch
+                self.stop.raised = True
+                raise Interrupted(own or agreed_signal(signals / stopping))
         for (number, _, size), loss_sum in zip(pending, sums):
             mean = float(loss_sum) / size
             if not math.isfinite(mean) or mean > self.max_loss:
                 raise Diverged(number, mean, self.max_loss)
         if self.report is not None:
             self.report(float(sums.sum()) / sum(size for _, _, size in pending))
+
+
+def agreed_signal(mean):
+    """The signal a worker stops on when others received one: theirs if they agree, else TERM."""
+    try:
+        return signal.Signals(int(round(mean))) if float(mean).is_integer() else signal.SIGTERM
+    except ValueError:
+        return signal.SIGTERM
 
 
 class EpochRunner:
@@ -152,6 +175,7 @@ class StopOnSignal:
         self.holding = False
         self.deferred = 0  # times in a row a signal was asked again (see handler)
         self.raised = False  # Interrupted was raised once: later signals are only noted
+        self.agreed = False  # see agree()
         self.owner = os.getpid()
 
     def handler(self, signum, frame):
@@ -162,8 +186,10 @@ class StopOnSignal:
                 os.kill(os.getpid(), signum)
             return
         self.received = signum
-        if self.holding or self.raised:
-            return  # a signal while one is handled: noted, the same exit status, no traceback
+        if self.holding or self.raised or self.agreed:
+            # a signal while one is handled: noted, the same exit status, no traceback; in
+            # agreed mode the next check of every worker acts on it
+            return
         # Raised in a finalizer it would be printed and dropped; raised inside MXNet's own
         # Python code it can leave an object half made (an NDArray without its handle, whose
         # __del__ then prints a traceback). Either way: ask again soon, within a bound.
@@ -178,6 +204,16 @@ class StopOnSignal:
     def finish(self):
         """From now on only note signals: the run has ended, what is left is clean-up."""
         self.holding = True
+
+    def agree(self):
+        """In a job of worker processes: from now on a signal is only noted, and ends the run at
+        the next divergence check, where every worker learns of it (``LossWatch(stop=...)``).
+
+        The workers must stop at the same batch: one that left at once would leave its peers
+        blocked inside MXNet, waiting for it in a collective, out of reach of any Python signal
+        handler, until the launcher kills them, worker 0 included, before it writes anything.
+        """
+        self.agreed = True
 
     def install(self):
         """Install the handlers (main thread only).
@@ -199,7 +235,7 @@ class StopOnSignal:
             work()
         finally:
             self.holding = False
-        if self.received is not None and raise_after:
+        if self.received is not None and raise_after and not self.agreed:
             raise Interrupted(self.received)
 
 

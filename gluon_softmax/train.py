@@ -8,6 +8,7 @@ run management (``runs``, ``checkpoint``, ``report``).
 """
 import dataclasses
 import json
+import math
 import os
 import random
 import shlex
@@ -170,6 +171,14 @@ def check_settings(recipe):
             if getattr(recipe, key) != getattr(Recipe(), key):
                 raise UsageError(f'{flag_name(key)} {getattr(recipe, key)}: the scratch model '
                                  'uses plain minibatch SGD; use --impl concise')
+    # SGD's weight decay alone scales the weights by (1 - lr * wd) each step (with momentum m, a
+    # linear recurrence stable only for lr * wd < 2 (1 + m)): beyond that they grow without
+    # bound whatever the data, and the run would only stop as "diverged" after its first batches
+    limit = 2 * (1 + recipe.momentum) / recipe.lr
+    if recipe.wd >= limit:
+        raise UsageError(f'--wd {recipe.wd:g}: weight decay too large for --lr {recipe.lr:g}'
+                         f'{f" and --momentum {recipe.momentum:g}" if recipe.momentum else ""}: '
+                         f'the weights would grow without bound; use --wd below {limit:g}')
     if recipe.val_size and recipe.loader != 'memory':
         raise UsageError('--val-size: needs --loader memory')
     num_train = SPLITS[True][2]
@@ -283,29 +292,72 @@ def end_early(out, metrics, done, status, ended, stop):
     stop.run_whole(write, raise_after=False)
 
 
+START_LOSS = math.log(10)  # the mean loss of a uniform guess over 10 classes: where training starts
+
+
+def divergence_cause(diverged, recipe):
+    """Which settings can have made a run stop as diverged, for its error line."""
+    if math.isfinite(diverged.loss) and (diverged.loss <= START_LOSS or (
+            diverged.max_loss < START_LOSS and diverged.loss <= DEFAULT_MAX_LOSS)):
+        # about where every run starts: the bound, not the training, is off
+        return (f'that is not divergence (training starts near ln 10 = {START_LOSS:.3f}): '
+                f'--max-loss is too low; raise it (default: {DEFAULT_MAX_LOSS:g})')
+    steps = [f'--lr {recipe.lr:g}'] + [f'{flag_name(key)} {getattr(recipe, key):g}'
+                                       for key in ('momentum', 'wd') if getattr(recipe, key)]
+    return (f'the steps grew too large: try a smaller {" or ".join(steps)} (the book uses '
+            f'--lr {Recipe().lr:g}), or a larger --max-loss if such a loss is expected')
+
+
+def record_failure(out, metrics, done, error, stop):
+    """After a write error: make metrics.json say ``failed``, never ``running``; what to add to
+    the error line (empty when it was recorded, or when no metrics.json was written yet).
+
+    Only metrics.json, the smallest file: the pages may be what could not be written (a full
+    disk, a file-size limit).
+    """
+    if not done:
+        return ''
+    metrics['ended'] = {'error': str(error)}
+    try:
+        stop.run_whole(lambda: write_metrics(out, metrics, done, 'failed'), raise_after=False)
+    except WriteError as e:
+        return f'; {METRICS} could not be updated either ({e})'
+    return ''
+
+
 def run(args, stop):
     """Train as the flags say, writing the run directory as it goes; returns the exit status.
 
     In a distributed job every worker trains; worker 0 alone prints and writes.
     """
+    if args.out == '':  # os.path would take it for the working directory, or for nothing
+        raise UsageError('--out: empty path')
+    if args.resume is None and args.max_loss < START_LOSS:
+        # a new model's first batches lose about ln 10: the first check would stop the run
+        raise UsageError(f'--max-loss {args.max_loss:g}: below the loss every new run starts at '
+                         f'(ln 10 = {START_LOSS:.3f}), so it would stop as diverged at once; '
+                         f'give a bound above it (default: {DEFAULT_MAX_LOSS:g})')
     directory = None
-    if args.resume is not None and os.environ.get('DMLC_ROLE') != 'worker':
+    in_job = os.environ.get('DMLC_ROLE') == 'worker'
+    if args.resume is not None and not in_job:
         # the lock first: the run's files are read only once no other run can change them
-        # (in a job the workers learn which one writes only later, from the kvstore; each
-        # then checks the checkpoint belongs to the settings it read)
         check_resume_flags(args)
         directory = RunDirectory(args.resume, '--resume').claim('resume')
     try:
+        joined = None
+        if args.resume is not None and in_job:
+            # in a job too, but which worker writes (worker 0) is known only from the kvstore:
+            # join it, worker 0 takes the lock, and every worker reads the run only after that
+            check_resume_flags(args)
+            joined = join(args, stop)
+            if joined[1].rank == 0:
+                directory = RunDirectory(args.resume, '--resume').claim('resume')
+            joined[1].barrier()
         recipe, out = resolve_settings(args)
         check_settings(recipe)
-        from mxnet import npx
-
-        from gluon_softmax import models, parallel
-        from gluon_softmax.context import parse_ctx
+        from gluon_softmax import models
         from gluon_softmax.loader_workers import end_workers
-        ctxs = parse_ctx(args.ctx)
-        npx.set_np()
-        workers = parallel.connect(args.kvstore)
+        ctxs, workers = joined or join(args, stop)
         lead = workers.rank == 0
         if workers.distributed:
             # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all
@@ -330,6 +382,20 @@ def run(args, stop):
     finally:
         if directory is not None:
             directory.release()
+
+
+def join(args, stop):
+    """``(devices, Workers)``: parse ``--ctx``, load MXNet, join the job of ``--kvstore``."""
+    from mxnet import npx
+
+    from gluon_softmax import parallel
+    from gluon_softmax.context import parse_ctx
+    ctxs = parse_ctx(args.ctx)
+    npx.set_np()
+    workers = parallel.connect(args.kvstore)
+    if workers.distributed:
+        stop.agree()  # every worker stops at the same batch (see StopOnSignal.agree)
+    return ctxs, workers
 
 
 def train_run(args, stop, recipe, out, ctxs, workers, iters):
@@ -368,7 +434,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
         stop.run_whole(save)
         print(format_epoch(entry, recipe.epochs), flush=True)
 
-    watch = LossWatch(args.max_loss, workers.sum)
+    watch = LossWatch(args.max_loss, lambda sums: workers.sum(sums, 'loss check'),
+                      stop=stop if workers.distributed else None)
     epoch_fn = EpochRunner(parallel.DataParallel(ctxs, workers, watch), len(history) + 1,
                            progress_bar(recipe.epochs) if lead else None)
     watch.report = epoch_fn.show_loss
@@ -388,7 +455,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
         if lead:
             kept = (f'the checkpoint of epoch {len(done)} is kept' if done else
                     'no epoch was saved')
-            print(f'error: {e}; {kept}', file=sys.stderr)
+            print(f'error: {e}; {kept}{record_failure(out, metrics, done, e, stop)}',
+                  file=sys.stderr)
         return 2
     except LoaderWorkerError as e:
         # a worker process died (the OOM killer, SIGBUS on a full /dev/shm) or hung; every
@@ -405,8 +473,9 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
                                                        'loss': e.loss, 'max_loss': e.max_loss},
                       stop)
             kept = f'the checkpoint of epoch {len(done)} is kept' if done else 'no epoch completed'
-            print(f'error: {e} (--lr {recipe.lr}, --max-loss {args.max_loss:g}); {kept} '
-                  f'in {out}', file=sys.stderr)
+            print(f'error: training diverged at epoch {e.epoch}, batch {e.batch}: mean loss '
+                  f'{e.loss:g} above --max-loss {e.max_loss:g}; {divergence_cause(e, recipe)}; '
+                  f'{kept} in {out}', file=sys.stderr)
         # every worker stopped at the same batch (the losses are summed over the job); the
         # others wait here until worker 0 has written, or the launcher could stop it first
         workers.barrier()
@@ -422,7 +491,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
         stop.run_whole(lambda: statuses.append(write_results(out, model, test_iter, metrics,
                                                              done)), raise_after=False)
     except WriteError as e:
-        print(f'error: {e}; the checkpoint of epoch {len(done)} is kept', file=sys.stderr)
+        print(f'error: {e}; the checkpoint of epoch {len(done)} is kept'
+              f'{record_failure(out, metrics, done, e, stop)}', file=sys.stderr)
         return 2
     if stop.received is not None:
         print(f'interrupted ({signal_name(stop.received)}) while the results were written; they '
