@@ -245,11 +245,14 @@ def header(recipe, devices, workers, out, resumed_after):
             + (f' (resumed after epoch {resumed_after})' if resumed_after else ''))
 
 
-def resume_hint(out):
-    """The command that continues the run in ``out``, quoted for a POSIX shell."""
+def resume_hint(out, data_dir=None):
+    """The command that continues the run in ``out``, quoted for a POSIX shell; with the
+    run's ``--data-dir`` when it was given one (a resume looks for the data set as any run
+    does, and the default places may not hold it)."""
+    data = ('--data-dir', os.path.abspath(data_dir)) if data_dir is not None else ()
     return ' '.join(shlex.quote(part) for part in
                     (sys.executable, '-m', 'gluon_softmax.train', '--resume',
-                     os.path.abspath(out)))
+                     os.path.abspath(out), *data))
 
 
 def write_metrics(out, metrics, history, status):
@@ -446,7 +449,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
     except Interrupted as e:
         if lead:
             end_early(out, metrics, done, 'interrupted', {'signal': str(e)}, stop)
-            saved = (f'continue with: {resume_hint(out)}' if done else
+            hint = resume_hint(out, args.data_dir)
+            saved = (f'continue with: {hint}' if done else
                      'no epoch finished, nothing was saved to resume from')
             print(f'interrupted ({e}) after {plural(len(done), "epoch")}; {saved}',
                   file=sys.stderr)
@@ -464,7 +468,7 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
         if lead:
             end_early(out, metrics, done, 'failed', {'error': str(e)}, stop)
             kept = (f'the checkpoint of epoch {len(done)} is kept; continue with: '
-                    f'{resume_hint(out)}' if done else 'no epoch was saved')
+                    f'{resume_hint(out, args.data_dir)}' if done else 'no epoch was saved')
             print(f'error: {e}; {kept}', file=sys.stderr)
         return 2
     except Diverged as e:
@@ -558,8 +562,8 @@ def main(argv=None, as_program=False):
                 leave_failed_job(status)
     except Interrupted as e:  # before training started: nothing to keep
         stop.finish()
-        kept = ('the run directory is as it was: continue with: ' + resume_hint(args.resume)
-                if args.resume else 'nothing was saved')
+        kept = ('the run directory is as it was: continue with: '
+                + resume_hint(args.resume, args.data_dir) if args.resume else 'nothing was saved')
         print(f'interrupted ({e}) before training started; {kept}', file=sys.stderr)
         status = 128 + e.signum
         if as_program:

@@ -1,6 +1,7 @@
 """Checkpoints, resume, interruption by signals and divergence."""
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -239,3 +240,22 @@ def test_signal_mid_epoch_keeps_the_last_epoch_and_says_how_to_resume(
     resumed = procs.run(['sh', '-c', hint], cwd='/', env={'PATH': '/usr/bin:/bin'})
     assert resumed.returncode == 0, resumed.stderr
     assert metrics_of(out)['status'] == 'complete' and len(metrics_of(out)['epochs']) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_resume_hint_of_a_run_given_data_dir_carries_it(tmp_path, small_data_copy):
+    # a resume looks for the data set as a new run does: the hint names the run's --data-dir
+    out = tmp_path / 'run'
+    cut = procs.run(small_data.command(small_data_copy, 'gluon_softmax.train', '--epochs', 2,
+                                       '--seed', 0, '--data-dir', small_data_copy, '--out', out,
+                                       signal_after=(signal.SIGINT, 'epoch 1/2')))
+    assert cut.returncode == 130, cut.stderr
+    hint = cut.stderr.split('continue with: ', 1)[1].strip()
+    argv = shlex.split(hint)
+    assert argv[:3] == [sys.executable, '-m', 'gluon_softmax.train'], hint
+    assert argv[3:] == ['--resume', str(out), '--data-dir', small_data_copy], hint
+    # as printed, on the small copy (its counts pinned, as for every run on it)
+    resumed = procs.run(small_data.command(small_data_copy, *argv[2:]))
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics_of(out)['status'] == 'complete' and len(metrics_of(out)['epochs']) == 2
