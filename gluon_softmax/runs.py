@@ -386,6 +386,21 @@ class RunDirectory:
             os.close(self.lock_fd)
             self.lock_fd = None
 
+    def check(self, mode='new'):
+        """Before a program's slow start (MXNet, the data set): raise now the error that
+        :meth:`claim` would give about the directory's contents; changes nothing. (The
+        claim, later, checks again under the lock, and the lock itself.)"""
+        if not os.path.lexists(self.path):
+            return  # the claim makes it
+        if not os.path.isdir(self.path):
+            self._fail('exists and is not a directory')
+        try:
+            names = os.listdir(self.path)
+        except OSError as e:
+            self._fail(f'cannot read it: {e.strerror}')
+        self._verify(mode, sorted(name for name in names
+                                  if name != LOCK and not is_temporary(name)))
+
     def _take(self, mode):
         """Check and prepare the locked directory for ``mode``."""
         self._check_writable()
@@ -393,6 +408,16 @@ class RunDirectory:
             if is_temporary(name):
                 os.remove(os.path.join(self.path, name))
         entries = sorted(name for name in os.listdir(self.path) if name != LOCK)
+        if self._verify(mode, entries) and mode == 'overwrite':
+            # metrics.json last: until it goes, what is left is still recognisably a run's
+            for name in sorted(entries, key=lambda name: name == METRICS):
+                os.remove(os.path.join(self.path, name))
+        return self
+
+    def _verify(self, mode, entries):
+        """Whether a ``mode`` run may use a directory holding ``entries`` (our temporary files
+        and the lock left out): raises RunDirectoryError if not; True when an earlier run's
+        files are there (``'overwrite'`` removes them)."""
         odd = [f'{name} ({kind})' for name, kind in
                ((name, _kind(os.path.join(self.path, name))) for name in entries
                 if name in RUN_FILES) if kind != 'file']
@@ -404,25 +429,21 @@ class RunDirectory:
         if mode == 'resume':
             if not {METRICS, CHECKPOINT} & set(entries):
                 self._fail(f'not a run directory (neither {METRICS} nor {CHECKPOINT} in it)')
-            return self
+            return False
         if not entries:
-            return self
+            return False
         status = self._run_status()
         foreign = [name for name in entries if name not in RUN_FILES or status is None]
         if foreign:
             # the user's own files, even one named like ours: never ours to replace
             self._fail(f'holds files that are not a run\'s ({", ".join(foreign[:3])}'
                        f'{", ..." if len(foreign) > 3 else ""}); choose an empty or new directory')
-        if mode == 'overwrite':
-            # metrics.json last: until it goes, what is left is still recognisably a run's
-            for name in sorted(entries, key=lambda name: name == METRICS):
-                os.remove(os.path.join(self.path, name))
-            return self
-        resume = (f'continue it with --resume {self.path}, '
-                  if os.path.exists(os.path.join(self.path, CHECKPOINT)) else '')
-        self._fail(f'holds an earlier run (status {status}); {resume}replace it with '
-                   '--overwrite, or choose a new directory')
-        return self
+        if mode != 'overwrite':
+            resume = (f'continue it with --resume {self.path}, '
+                      if os.path.exists(os.path.join(self.path, CHECKPOINT)) else '')
+            self._fail(f'holds an earlier run (status {status}); {resume}replace it with '
+                       '--overwrite, or choose a new directory')
+        return True
 
     def _run_status(self):
         """The status of the run in the directory, or None when it holds no run of ours.

@@ -342,6 +342,13 @@ def run(args, stop):
                          f'give a bound above it (default: {DEFAULT_MAX_LOSS:g})')
     directory = None
     in_job = os.environ.get('DMLC_ROLE') == 'worker'
+    if args.resume is None and args.out is not None and not in_job:
+        # what --out holds, checked before the seconds MXNet and the data set take (claimed
+        # only after them: a data set that fails to load leaves the directory as it was)
+        RunDirectory(args.out).check('overwrite' if args.overwrite else 'new')
+    if not in_job:  # in a job, worker 0 speaks once it knows its rank
+        # importing MXNet takes seconds: say something first
+        print('loading MXNet and Fashion-MNIST ...', flush=True)
     if args.resume is not None and not in_job:
         # the lock first: the run's files are read only once no other run can change them
         check_resume_flags(args)
@@ -526,12 +533,18 @@ def signal_name(signum):
 
 
 def domain_errors():
-    """The exception types that mean bad input: each becomes one ``error:`` line, exit 2."""
-    from gluon_softmax.context import ContextError
-    from gluon_softmax.data import DataError
-    from gluon_softmax.parallel import ParallelError
-    return (DataError, ContextError, UsageError, CheckpointError, ParallelError,
-            RunDirectoryError, WriteError)
+    """The exception types that mean bad input: each becomes one ``error:`` line, exit 2.
+
+    Those of modules that import MXNet only once they are imported: an error raised before
+    (a flag, ``--out``) cannot be theirs, and importing them would take seconds.
+    """
+    types = [UsageError, CheckpointError, RunDirectoryError, WriteError]
+    for module, name in (('gluon_softmax.data', 'DataError'),
+                         ('gluon_softmax.context', 'ContextError'),
+                         ('gluon_softmax.parallel', 'ParallelError')):
+        if module in sys.modules:
+            types.append(getattr(sys.modules[module], name))
+    return tuple(types)
 
 
 def main(argv=None, as_program=False):
@@ -547,13 +560,9 @@ def main(argv=None, as_program=False):
     args = build_parser().parse_args(argv)
     try:
         stop.install()
-        if os.environ.get('DMLC_ROLE') != 'worker':  # in a job, worker 0 speaks once it knows
-            # its rank; importing MXNet takes seconds: say something first
-            print('loading MXNet and Fashion-MNIST ...', flush=True)
-        errors = domain_errors()
         try:
             status = run(args, stop)
-        except errors as e:
+        except domain_errors() as e:  # evaluated only when something is raised
             print(f'error: {e}', file=sys.stderr)
             status = 2
             if as_program:

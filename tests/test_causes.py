@@ -132,6 +132,34 @@ def test_train_out_empty_is_an_error(tmp_path, small_data_copy, monkeypatch):
     assert os.listdir(tmp_path) == []  # no runs/ directory either
 
 
+@pytest.mark.parametrize('make, flags, needle', [
+    (lambda d: None, ['--out', ''], '--out: empty path'),
+    (lambda d: d.write_text('x'), ['--out', '{d}'], 'exists and is not a directory'),
+    (lambda d: (d.mkdir(), (d / 'notes.txt').write_text('x')), ['--out', '{d}'],
+     "holds files that are not a run's (notes.txt)"),
+    (lambda d: (d.mkdir(), (d / 'notes.txt').write_text('x')), ['--out', '{d}', '--overwrite'],
+     "holds files that are not a run's (notes.txt)"),
+    (lambda d: (d.mkdir(), (d / 'metrics.json').write_text('{"impl": "concise", "status": '
+                                                            '"complete"}')),
+     ['--out', '{d}'], 'holds an earlier run (status complete)'),
+], ids=['empty', 'a-file', 'foreign-files', 'foreign-files-overwrite', 'an-earlier-run'])
+def test_train_out_is_checked_before_mxnet_loads(tmp_path, make, flags, needle):
+    # an "mxnet" that fails loudly when imported, found before the real one
+    fake = tmp_path / 'fake' / 'mxnet'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text('raise SystemExit("error: MXNet was imported")\n')
+    target = tmp_path / 'out'
+    make(target)
+    before = sorted(os.listdir(target)) if target.is_dir() else None
+    argv = [a.replace('{d}', str(target)) for a in flags]
+    result = procs.run([sys.executable, '-m', 'gluon_softmax.train', *argv],
+                       env={**os.environ, 'PYTHONPATH': str(tmp_path / 'fake')})
+    assert result.returncode == 2
+    assert needle in one_error(result.stderr)
+    assert 'loading MXNet' not in result.stdout
+    assert (sorted(os.listdir(target)) if target.is_dir() else None) == before
+
+
 # ---------------------------------------------------------------- d. what an interrupt stopped
 
 def run_python(code, *args):

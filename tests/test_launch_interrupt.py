@@ -56,5 +56,6 @@ def test_ctrl_c_of_a_job_records_it_interrupted_with_the_resume_hint(tmp_path, s
     lines = [line for line in err.splitlines() if not line.startswith('launch: ')]
     assert lines == [
         f'interrupted (SIGINT) after {done} epoch{"s" if done > 1 else ""}; continue with: '
-        f'{sys.executable} -m gluon_softmax.train --resume {os.path.abspath(out)}',
+        f'{sys.executable} -m gluon_softmax.train --resume {os.path.abspath(out)} '
+        f'--data-dir {small_data_copy}',
         'error: interrupted by SIGINT; stopped all 4 processes'], err
