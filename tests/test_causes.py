@@ -6,7 +6,6 @@ variables MXNet would abort or hang on, the benchmark's flag errors and its --ou
 the benchmark and the data check were doing when interrupted.
 """
 import fcntl
-import json
 import os
 import resource
 import signal
@@ -16,6 +15,7 @@ import pytest
 
 import procs
 import small_data
+from test_rundir import metrics_of
 
 
 def one_error(err):
@@ -23,11 +23,6 @@ def one_error(err):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), err
     return lines[0]
-
-
-def metrics_of(out):
-    with open(os.path.join(out, 'metrics.json'), encoding='utf-8') as f:
-        return json.load(f)
 
 
 def train(data_dir, *args, **kwargs):
