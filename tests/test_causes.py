@@ -5,7 +5,6 @@ variables MXNet would abort or hang on, the benchmark's flag errors and its --ou
 --out, a file-size limit while the results are written, a distributed resume's lock, and what
 the benchmark and the data check were doing when interrupted.
 """
-import fcntl
 import os
 import resource
 import signal
@@ -15,7 +14,7 @@ import pytest
 
 import procs
 import small_data
-from test_rundir import metrics_of
+from test_rundir import metrics_of, run_held_by_pid_4242
 
 
 def one_error(err):
@@ -229,19 +228,11 @@ def test_a_file_size_limit_ends_the_run_failed_with_its_files_whole(tmp_path, sm
 
 @pytest.mark.slow
 def test_a_resumed_job_takes_the_lock_before_it_reads_the_run(tmp_path, small_data_copy):
-    out = tmp_path / 'run'
-    out.mkdir()
-    (out / 'metrics.json').write_text('written by the run holding the lock, half done')
-    fd = os.open(out / '.lock', os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, b'4242\n')
+    with run_held_by_pid_4242(tmp_path) as out:
         worker = small_data.command(small_data_copy, 'gluon_softmax.train', '--data-dir',
                                     small_data_copy, '--kvstore', 'dist_sync', '--resume', out)
         result = procs.run([sys.executable, '-m', 'gluon_softmax.launch', '-n', '2', '--grace',
                             '5', '--', *worker])
-    finally:
-        os.close(fd)
     # before: every worker read the half-written metrics.json ("not a run directory")
     errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
     assert errors[0] == (f'error: --resume {out}: in use by another run (pid 4242); wait for '

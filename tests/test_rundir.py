@@ -6,6 +6,7 @@ checkpoint, huge counts from the launcher's flags and hosts file, huge device
 indices, an unusable working directory: each is one ``error:`` line (exit 2)
 or a run that works, and nothing outside the run is touched.
 """
+import contextlib
 import fcntl
 import io
 import json
@@ -198,7 +199,10 @@ def test_a_run_killed_before_its_metrics_is_a_runs_directory(runs, run, capsys, 
 
 # ================================================================= 3. the lock before any read
 
-def test_resume_takes_the_lock_before_it_reads_the_run(tmp_path, capsys):
+@contextlib.contextmanager
+def run_held_by_pid_4242(tmp_path):
+    """A run directory whose lock another process (pid 4242) holds while it writes
+    metrics.json, half done: yields the directory."""
     out = tmp_path / 'run'
     out.mkdir()
     (out / 'metrics.json').write_text('written by the run holding the lock, half done')
@@ -206,10 +210,15 @@ def test_resume_takes_the_lock_before_it_reads_the_run(tmp_path, capsys):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b'4242\n')
-        assert main(['--resume', out]) == 2
-        assert 'in use by another run (pid 4242)' in one_error(capsys)
+        yield out
     finally:
         os.close(fd)
+
+
+def test_resume_takes_the_lock_before_it_reads_the_run(tmp_path, capsys):
+    with run_held_by_pid_4242(tmp_path) as out:
+        assert main(['--resume', out]) == 2
+        assert 'in use by another run (pid 4242)' in one_error(capsys)
 
 
 @pytest.mark.slow
