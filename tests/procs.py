@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+import zygote
+
 # under pytest-timeout's 120 s per test (setup.cfg), so the child's stacks are what a hang shows
 HANG_SECONDS = 100
 # the few runs over the whole data set that take a minute or more on a quiet 2-core machine
@@ -33,10 +35,17 @@ def child_env(env=None):
     return {**(os.environ if env is None else env), 'PYTHONFAULTHANDLER': '1'}
 
 
-def start(cmd, *, env=None, **kwargs):
-    """``Popen(cmd)`` in a session of its own with faulthandler on; ``kwargs`` go to Popen."""
+def start(cmd, *, env=None, fresh=False, **kwargs):
+    """``Popen(cmd)`` in a session of its own with faulthandler on; ``kwargs`` go to Popen.
+
+    A program of the package is forked from an interpreter that has imported MXNet already
+    (zygote.py), unless ``fresh`` (the test is about the program's start-up, e.g. a signal
+    during its imports) or it would not start the same way there."""
     kwargs.setdefault('start_new_session', True)
-    return subprocess.Popen([os.fspath(c) for c in cmd], env=child_env(env), **kwargs)
+    cmd, env = [os.fspath(c) for c in cmd], child_env(env)
+    if not fresh and zygote.eligible(cmd, env, kwargs):
+        return zygote.popen(cmd, env, **kwargs)
+    return subprocess.Popen(cmd, env=env, **kwargs)
 
 
 def signal_group(proc, signum):
@@ -138,10 +147,10 @@ def wait(proc, timeout=HANG_SECONDS, what=None, stderr_path=None):
 
 
 def run(cmd, *, timeout=HANG_SECONDS, what=None, input=None, env=None, text=True, on_hang=None,
-        **kwargs):
+        fresh=False, **kwargs):
     """Like ``subprocess.run(cmd, capture_output=True, text=True)``, bounded; a hang fails the
     test naming ``what`` (default: the command) with the stacks of the hung processes."""
-    proc = start(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = start(cmd, env=env, fresh=fresh, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                  stdin=subprocess.PIPE if input is not None else kwargs.pop('stdin', None),
                  text=text, **kwargs)
     out, err = communicate(proc, timeout, what, input, on_hang)

@@ -267,7 +267,7 @@ def test_signal_at_a_random_moment_with_loader_workers_ends_every_process(
         # on an idle machine (with 2 epochs an idle one had finished before 8.3 s)
         run = started('--loader', 'dataloader', '--loader-workers', 2, '--epochs', 6,
                       '--seed', 0, '--data-dir', real_data_dir, '--out', out,
-                      token=out, stderr_path=tmp_path / f'err{trial}')
+                      token=out, stderr_path=tmp_path / f'err{trial}', fresh=trial == 0)
         time.sleep(delay)
         processes = len(pids_with(out))
         assert run.proc.poll() is None, f'the run ended before the signal at {delay:.2f} s'
@@ -582,7 +582,7 @@ def test_a_checkpoint_without_numpy_rng_keys_is_refused_by_the_cli(finished_run,
 def test_a_signal_during_the_imports_is_one_line(tmp_path, real_data_dir, signum):
     out = tmp_path / 'run'
     proc = procs.start(cli_command('--epochs', 1, '--data-dir', real_data_dir, '--out', out),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, fresh=True)
     try:
         time.sleep(0.3)
         proc.send_signal(signum)
@@ -608,7 +608,7 @@ def test_sigint_while_numpy_is_imported_is_one_line(tmp_path, real_data_dir):
     # the earliest moment the user can see: the CLI's own imports, not Python's start-up
     out = tmp_path / 'run'
     proc = procs.start(cli_command('--epochs', 1, '--data-dir', real_data_dir, '--out', out),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, fresh=True)
     try:
         deadline = time.monotonic() + 30
         while not maps_numpy(proc.pid) and time.monotonic() < deadline:

@@ -103,7 +103,7 @@ def test_two_signals_at_once_during_start_up_are_one_line(tmp_path, small_data_c
     # enough epochs that the run is still going at the last delay: a signal after the run has
     # ended, while Python shuts down, meets the default action (seen at 2.5 s with 2 epochs)
     proc = procs.start(cli(small_data_copy, '--epochs', 200, '--out', out),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, fresh=True)
     assert proc.stdout.readline().startswith('loading MXNet')
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGINT)
@@ -120,7 +120,8 @@ def test_ctrl_c_while_a_resume_starts_says_the_run_is_as_it_was(tmp_path, small_
     assert procs.run(cli(small_data_copy, '--epochs', 1, '--out', out)).returncode == 0
     checkpoint = (out / 'checkpoint.npz').read_bytes()
     proc = procs.start(cli(small_data_copy, '--resume', out, '--epochs', 2),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       fresh=True)  # the signal meets MXNet's import
     assert proc.stdout.readline().startswith('loading MXNet')
     os.kill(proc.pid, signal.SIGINT)
     _, err = procs.communicate(proc)
