@@ -22,6 +22,11 @@ from mxnet import autograd, gluon, np, npx
 
 from gluon_softmax import concise, data, scratch, training
 
+__all__ = ['check_softmax', 'check_cross_entropy', 'check_accuracy', 'check_sgd',
+           'check_train_epoch', 'check_learning_rate_answer', 'check_label_smoothing',
+           'sweep_iters', 'SWEEP_LRS', 'SWEEP_EPOCHS', 'MESSAGES', 'LANGUAGE', 'set_language',
+           'message']
+
 LANGUAGE = 'en'
 
 MESSAGES = {'en': {

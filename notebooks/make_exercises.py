@@ -205,17 +205,18 @@ def train_epoch(net, train_iter, loss, updater):
 Train a fresh scratch model, `scratch.SoftmaxRegressionScratch()`, for `exercises.SWEEP_EPOCHS`
 epochs with each learning rate of `exercises.SWEEP_LRS`, on the first 2000 training images
 (`train_iter` below), and measure each model's mean loss on the next 1000 images (`val_iter`).
-Your `train_epoch` does the training, with `scratch.softmax_cross_entropy` and
-`scratch.SGD(net.parameters(), lr)`, and returns the mean training loss of each epoch;
-`training.evaluate(net, val_iter, scratch.softmax_cross_entropy)` returns the validation loss
-first. Then answer two questions:
+Your `train_epoch` (or the chapter's `training.train_epoch`) does the training, with
+`scratch.softmax_cross_entropy` and `scratch.SGD(net.parameters(), lr)`, and returns the mean
+training loss of each epoch; `training.evaluate(net, val_iter, scratch.softmax_cross_entropy)`
+returns the validation loss first. Then answer two questions:
 
 * `best_lr`: which rate ends with the lowest validation loss?
 * `too_large`: with which rates does the **first** epoch end worse than no training at all?
   An untrained model gives every class about the same probability, $1/10$, so its loss is
   $\log 10 \approx 2.303$: list the rates whose first epoch has a mean training loss above it.
 
-The checker runs the same sweep itself and compares.
+The checker runs the same sweep itself and compares. Its models start from fixed weights of
+their own, so its losses differ a little from yours; the answers do not.
 """),
     answer('''
 train_iter, val_iter = exercises.sweep_iters()  # 2000 training images, the next 1000 to validate
