@@ -25,7 +25,7 @@ version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 WANT := $(call version_of,$(PYTHON_RUN))
 HAVE := $(call version_of,$(PY))
 
-.PHONY: setup data train test test-fast test-tools bench notebook clean which-python FORCE
+.PHONY: setup data train test test-fast test-tools bench notebook exercises clean which-python FORCE
 
 setup: $(STAMP)
 
@@ -98,6 +98,11 @@ bench: data
 notebook: data
 	$(PY) -m pip install --quiet notebook
 	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/softmax_regression.ipynb
+
+# the chapter's exercises, each with a checker that says ok or gives one hint
+exercises: data
+	$(PY) -m pip install --quiet notebook
+	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/exercises.ipynb
 
 clean:
 	rm -rf $(VENV) .venv .venv-3.12 .venv-3.13 build *.egg-info .pytest_cache

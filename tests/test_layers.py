@@ -95,7 +95,7 @@ def test_the_chapter_imports_only_itself_data_plots_mxnet_and_the_standard_libra
     assert problems == [], '\n'.join(f'{path}:{line}: imports {what}' for line, what in problems)
 
 
-@pytest.mark.parametrize('module', ['data', 'plots', 'loader_workers'])
+@pytest.mark.parametrize('module', ['data', 'plots', 'loader_workers', 'exercises'])
 def test_what_the_chapter_may_import_does_not_reach_the_outer_layers(module):
     """``data`` and ``plots`` may use NumPy and Plotly, but importing them pulls in no outer
     layer: otherwise the chapter would, through them."""

@@ -21,9 +21,9 @@ from gluon_softmax import context, training
 from gluon_softmax.settings import Recipe
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / 'notebooks' / 'softmax_regression.ipynb'
-# the short version: two epochs (so the live plot is updated once), two-point sweeps,
-# three-epoch long runs; put into the first cell in place of the learner's values
-SHORT = {'NUM_EPOCHS': '2', 'LRS': '[0.1, 1]', 'BATCH_SIZES': '[256, 1024]', 'LONG_EPOCHS': '3'}
+# the notebook's own quick setting (two epochs, so the live plot is updated once; two-point
+# sweeps; three-epoch long runs), its report page written under the test's directory
+QUICK = {'QUICK': 'True'}
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'
 
 
@@ -78,13 +78,14 @@ def test_first_cell_is_plain_settings_with_the_books_recipe():
                  'LR = BOOK.lr'):
         assert line in source
     assert (Recipe().epochs, Recipe().batch_size, Recipe().lr) == (10, 256, 0.1)
-    short_cell(source)  # every short-setting name is a plain assignment there
+    assert 'if QUICK:' in source
+    quick_cell(source, '/tmp')  # QUICK and REPORT_DIR are plain assignments there
 
 
-def short_cell(source):
-    """The first cell with the learner's values of SHORT's names replaced by the short ones."""
-    for name, value in SHORT.items():
-        source, count = re.subn(rf'^{name} = .*$', f'{name} = {value}', source, flags=re.M)
+def quick_cell(source, report_dir):
+    """The first cell in its quick setting, writing its report page into ``report_dir``."""
+    for name, value in {**QUICK, 'REPORT_DIR': repr(str(report_dir))}.items():
+        source, count = re.subn(rf'^{name} = [^#\n]*', f'{name} = {value}  ', source, flags=re.M)
         assert count == 1, f'{name} is not assigned once in the first cell'
     return source
 
@@ -105,7 +106,7 @@ def plotly_outputs(cell):
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(LONG_TEST_SECONDS)  # the whole chapter on the whole data set
-def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir):
+def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir):
     from ipykernel.kernelspec import install
     from nbclient import NotebookClient
 
@@ -114,7 +115,7 @@ def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir
     install(kernel_name='python3', prefix=str(tmp_path / 'jupyter'))
     monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter' / 'share' / 'jupyter'))
     nb = read_notebook()
-    code_cells(nb)[0].source = short_cell(code_cells(nb)[0].source)
+    code_cells(nb)[0].source = quick_cell(code_cells(nb)[0].source, tmp_path / 'reports')
     nb.cells.append(nbformat.v4.new_code_cell('import sys\nprint(sys.prefix)'))
     client = NotebookClient(nb, kernel_name='python3', timeout=300, allow_errors=False,
                             resources={'metadata': {'path': str(NOTEBOOK.parent)}})
@@ -124,7 +125,8 @@ def test_notebook_runs_in_its_short_setting(tmp_path, monkeypatch, real_data_dir
     assert cells[-1].outputs[0].text.strip() == sys.prefix, 'the kernel ran another Python'
     assert not [out for cell in cells for out in cell.outputs if out.output_type == 'error']
     first = ''.join(out.get('text', '') for out in cells[0].outputs)
-    assert first.startswith('2 epochs, batch size 256, lr 0.1')
+    assert first.startswith('quick setting: 2 epochs, batch size 256, lr 0.1')
+    assert (tmp_path / 'reports' / 'concise-2-epochs.html').stat().st_size > 100_000
 
     # the live curves: one output per training cell, updated in place to both epochs
     live_cells = [cell for cell in cells if 'LiveCurves(' in cell.source]
