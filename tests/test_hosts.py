@@ -26,8 +26,9 @@ from test_launch import (FAIL_EARLY, HANG, LAUNCH, ON_SIGNAL, RUN_TIMEOUT, SPIN,
                          background, child_env, error_lines, launch as run_launcher, script,
                          wait_for_files)
 
-# subprocess runs, signals and multi-epoch training: the full suite only (not make test-fast)
-pytestmark = pytest.mark.slow
+# subprocess runs, signals and multi-epoch training: the full suite only (not make test-fast);
+# on one pytest-xdist worker, so the namespaces and their sshd are set up once (12 s each time)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('hosts')]
 
 TRAIN = [sys.executable, '-m', 'gluon_softmax.train']
 # launch: <role> <i> pid <PID> on <host>: the local end (ip netns exec, ssh) of each process
