@@ -22,6 +22,8 @@ DASHES = {'train_loss': 'solid', 'train_acc': 'solid', 'val_loss': 'dashdot',
           'val_acc': 'dashdot', 'test_loss': 'dot', 'test_acc': 'dot'}
 SPLIT_COLOURS = {'train': qualitative.Plotly[0], 'val': qualitative.Plotly[2],
                  'test': qualitative.Plotly[1]}
+MARKERS = ('circle', 'x', 'diamond', 'square', 'triangle-up', 'cross')
+LEGEND_PER_ROW = 5  # entries of a horizontal legend per row at Notebook 7's width (~900 px)
 WRONG = '#d62728'  # plotly's red: the titles and frames of wrong predictions
 RIGHT = '#222222'
 TEMPLATE = 'plotly_white'
@@ -85,14 +87,14 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST', subtitle
             if not entries or key not in entries[0]:
                 continue
             name = f'{run} {label}'.strip()
-            if several:
-                colour = qualitative.Plotly[i % len(qualitative.Plotly)]
-                style = dict(line=dict(color=colour, dash=DASHES[key]), legendgroup=run)
-            else:
-                style = dict(line=dict(color=SPLIT_COLOURS[key.split('_')[0]]))
+            style = (_run_style(i, key, run) if several else
+                     dict(line=dict(color=SPLIT_COLOURS[key.split('_')[0]])))
             fig.add_trace(go.Scatter(x=epochs, y=[e[key] for e in entries], name=name,
                                      mode='lines+markers', meta=key, **style),
                           row=1, col=1 if key in LOSSES else 2)
+    if several:
+        _legend_keys(fig, runs, [key for key, _ in CURVES if any(
+            entries and key in entries[0] for entries in runs.values())])
     fig.update_xaxes(title_text='epoch')
     if max((len(entries) for entries in runs.values()), default=0) <= 20:
         fig.update_xaxes(dtick=1)  # whole epochs only
@@ -100,12 +102,36 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST', subtitle
     fig.update_yaxes(title_text='accuracy', row=1, col=2)
     text = title + (f'<br><sup>{subtitle}</sup>' if subtitle else '') \
         + (f'<br><sup><span style="color:{WRONG}">{note}</span></sup>' if note else '')
+    # the legend under both panels, with room made for its rows so that it never covers them
+    rows = -(-sum(trace.showlegend is not False for trace in fig.data) // LEGEND_PER_ROW)
     fig.update_layout(title=dict(text=text), template=TEMPLATE,
-                      height=440 + 20 * bool(subtitle) + 20 * bool(note),
-                      margin=dict(t=90 + 20 * bool(subtitle) + 20 * bool(note)),
-                      legend=dict(orientation='h', x=0.5, xanchor='center', y=-0.18,
+                      height=420 + 20 * bool(subtitle) + 20 * bool(note) + 22 * rows,
+                      margin=dict(t=90 + 20 * bool(subtitle) + 20 * bool(note), b=70 + 22 * rows),
+                      legend=dict(orientation='h', x=0.5, xanchor='center', y=-0.16,
                                   yanchor='top'))
     return fig
+
+
+def _run_style(i, key, run):
+    """Run ``i`` of several: its colour and marker; the split's dash. Earlier runs are drawn
+    wider and paler, so a run that lies exactly on another still shows as two."""
+    return dict(line=dict(color=qualitative.Plotly[i % len(qualitative.Plotly)],
+                          dash=DASHES[key], width=max(4.5 - 1.5 * i, 1.5)),
+                marker=dict(symbol=MARKERS[i % len(MARKERS)], size=max(10 - 2 * i, 6)),
+                opacity=0.55 if i == 0 else 1.0, legendgroup=run, showlegend=False)
+
+
+def _legend_keys(fig, runs, keys):
+    """The legend of several runs: one entry per run (its colour and marker; a click hides the
+    run) and one grey line per split for what each dash means, instead of runs x splits."""
+    for i, run in enumerate(runs):
+        style = _run_style(i, 'train_loss', run)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode='lines+markers', name=run,
+                                 **{**style, 'showlegend': True}), row=1, col=1)
+    for split in dict.fromkeys(key.split('_')[0] for key in keys):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode='lines', name=f'{split} (dash)',
+                                 line=dict(color='grey', dash=DASHES[f'{split}_loss'])),
+                      row=1, col=1)
 
 
 class LiveCurves:
@@ -327,9 +353,13 @@ def per_class_accuracy_figure(y_true, y_pred, labels=None, num_classes=None,
                                   int(max(y_true.max(), y_pred.max())) + 1)
     accuracy = per_class_accuracy(y_true, y_pred, num_classes)
     overall = float((y_true == y_pred).mean()) if len(y_true) else float('nan')
+    # the colour is decided on the printed numbers: two bars that print alike look alike
+    shown = [f'{a:.3f}' for a in accuracy]
     fig = go.Figure(go.Bar(x=_class_names(labels, num_classes), y=accuracy,
-                           text=[f'{a:.2f}' for a in accuracy], textposition='outside',
-                           marker_color=[WRONG if a < overall else '#1f77b4' for a in accuracy],
+                           text=shown, textposition='inside', insidetextanchor='start',
+                           textfont=dict(color='white'),
+                           marker_color=[WRONG if float(a) < round(overall, 3) else '#1f77b4'
+                                         for a in shown],
                            hovertemplate='%{x}: %{y:.3f}<extra></extra>'))
     fig.add_hline(y=overall, line_dash='dash', line_color='gray')
     fig.update_yaxes(title_text='fraction correct', range=[0, 1.08])
@@ -448,7 +478,7 @@ def softmax_stability_figure(max_logit=120.0, num=241):
     if broken.any():
         fig.add_vrect(x0=float(t[broken.argmax()]), x1=float(t[-1]), fillcolor=WRONG,
                       opacity=0.08, line_width=0, annotation_text='naive: nan / inf',
-                      annotation_position='top left')
+                      annotation_position='bottom right', annotation_bgcolor='white')
     fig.add_vline(x=FLOAT32_MAX_EXP, line_dash='dot', line_color='gray')
     fig.update_xaxes(title_text='t (logits t, t/2, 0), float32')
     fig.update_yaxes(title_text='probability', row=1, col=1)

@@ -52,7 +52,16 @@ def test_curves_without_test_loss_still_draw_older_histories():
 def test_curves_overlay_runs_one_colour_per_run_one_dash_per_split():
     runs = {'scratch': history(3), 'concise': history(3, offset=0.1)}
     fig = plots.curves_figure(runs, title='both')
-    assert len(fig.data) == 8
+    drawn = [t for t in fig.data if t.meta]
+    keys = [t for t in fig.data if not t.meta]
+    assert len(drawn) == 8 and not any(t.showlegend for t in drawn)
+    # the legend: one entry per run, one per split's dash (not 8 entries)
+    assert [t.name for t in keys] == ['scratch', 'concise', 'train (dash)', 'test (dash)']
+    assert [t.line.color for t in keys[:2]] == [drawn[0].line.color, drawn[4].line.color]
+    # a run exactly on top of another still shows: the first wider and paler, other markers
+    assert drawn[0].line.width > drawn[4].line.width and drawn[0].opacity < drawn[4].opacity
+    assert drawn[0].marker.symbol != drawn[4].marker.symbol
+    fig.data = drawn
     assert [t.name for t in fig.data[:4]] == ['scratch train loss', 'scratch test loss',
                                               'scratch train acc', 'scratch test acc']
     scratch_traces, concise_traces = fig.data[:4], fig.data[4:]
@@ -201,6 +210,24 @@ def test_per_class_accuracy_figure(rng):
     assert bar.y[0] == 0.75 and bar.y[2] == 0
     overall = (y_true == y_pred).mean()
     assert fig.layout.shapes[0].y0 == pytest.approx(overall)
+
+
+def test_per_class_colours_follow_the_printed_numbers():
+    # 0.8266 prints as 0.827 like the overall 0.8268: both must be drawn the same (found: coat
+    # "0.83" in red beside t-shirt "0.83" in blue when the colour used the unrounded values)
+    y_true = onp.repeat(onp.arange(2), 5000)
+    y_pred = y_true.copy()
+    y_pred[:867] = 1  # class 0: 4133 / 5000 = 0.8266
+    y_pred[5000:5865] = 0  # class 1: 4135 / 5000 = 0.8270; overall 0.8268
+    fig = plots.per_class_accuracy_figure(y_true, y_pred, ['a', 'b'])
+    bar = fig.data[0]
+    assert list(bar.text) == ['0.827', '0.827'] and f'{(y_true == y_pred).mean():.3f}' == '0.827'
+    assert bar.marker.color[0] == bar.marker.color[1] != plots.WRONG
+    y_pred[867] = 1  # 0.8264: prints below the overall (0.8267), so it is red
+    bar = plots.per_class_accuracy_figure(y_true, y_pred, ['a', 'b']).data[0]
+    assert bar.text[0] == '0.826' and bar.marker.color[0] == plots.WRONG
+    # the labels sit at the bars' feet, away from the dashed overall line
+    assert bar.textposition == 'inside' and bar.insidetextanchor == 'start'
 
 
 def test_most_confused_pairs_are_the_largest_off_diagonal_cells():
