@@ -353,8 +353,9 @@ def test_make_rebuilds_a_venv_of_another_or_a_broken_python(tmp_path, script):
 # ---------------------------------------------------------------- Colab: NumPy 2 on Python 3.12
 
 def readme_install_lines(heading='### Google Colab'):
-    """The shell lines of the first ``sh`` block after ``heading`` in the README, comments cut."""
-    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+    """The shell lines of the first ``sh`` block after ``heading`` in docs/pythons.md (the
+    README's Supported Pythons), comments cut."""
+    with open(os.path.join(ROOT, 'docs', 'pythons.md'), encoding='utf-8') as f:
         text = f.read()
     section = text[text.index(heading):]
     block = re.search(r'```sh\n(.*?)```', section, re.S).group(1)
