@@ -25,7 +25,7 @@ version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 WANT := $(call version_of,$(PYTHON_RUN))
 HAVE := $(call version_of,$(PY))
 
-.PHONY: setup data train test test-fast test-tools bench notebook exercises clean which-python FORCE
+.PHONY: setup data train test test-fast test-tools bench notebook exercises notebook-html clean which-python FORCE
 
 setup: $(STAMP)
 
@@ -95,14 +95,21 @@ test-tools:
 bench: data
 	$(PY) -m gluon_softmax.bench $(ARGS)
 
+NOTEBOOK_EXTRA = $(PY) -m pip install --quiet --no-warn-conflicts -c constraints.txt -e '.[notebook]'
+
 notebook: data
-	$(PY) -m pip install --quiet notebook
+	$(NOTEBOOK_EXTRA)
 	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/softmax_regression.ipynb
 
 # the chapter's exercises, each with a checker that says ok or gives one hint
 exercises: data
-	$(PY) -m pip install --quiet notebook
+	$(NOTEBOOK_EXTRA)
 	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/exercises.ipynb
+
+# the walk-through executed into one page that opens offline, formulas and figures included
+notebook-html: data
+	$(NOTEBOOK_EXTRA)
+	$(PY) -m gluon_softmax.export notebooks/softmax_regression.ipynb --execute $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv .venv-3.12 .venv-3.13 build *.egg-info .pytest_cache

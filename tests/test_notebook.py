@@ -164,15 +164,21 @@ def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir
     assert len(parser.svgs) == figures, f'{len(parser.svgs)} of {figures} figures in the DOM'
     undrawn = [div for div, classes in parser.svgs.items() if 'main-svg' not in classes]
     assert not undrawn, f'{len(undrawn)} of {figures} figures not drawn by plotly.js'
+    # and every formula typeset by MathJax (loaded from this machine: no name resolves)
+    formulas = dom.count('type="math/tex')
+    assert formulas >= 10 and dom.count('class="MathJax"') + dom.count(
+        'class="MathJax_Display"') >= formulas, f'{formulas} formulas, not all typeset'
+    assert 'class="MathJax_Error"' not in dom and 'Math Processing Error' not in dom
     print(f'{figures} figures in the exported page, all drawn by headless Chromium: {url}')
     screenshot_cells(tmp_path, tmp_path / 'softmax_regression.html',
                      first_cell_before(nb, live_cells[0]), tmp_path / 'notebook.png')
 
 
 def export_html(nb, path):
-    """Write the executed notebook as nbconvert's HTML (its default template); the page."""
-    from nbconvert import HTMLExporter
-    page, _ = HTMLExporter().from_notebook_node(nb)
+    """Write the executed notebook as ``python -m gluon_softmax.export`` does (nbconvert's
+    default template, MathJax from this machine); the page."""
+    from gluon_softmax import export
+    page = export.export_html(nb)
     path.write_text(page, encoding='utf-8')
     return page
 
