@@ -114,3 +114,10 @@ def test_a_killed_fork_reports_its_signal(probe, tmp_path):
     proc.kill()
     procs.communicate(proc, 30)
     assert proc.returncode in (-signal.SIGKILL, 0)  # 0: it printed its help first
+
+
+def test_a_variable_set_after_the_zygote_started_makes_a_fresh_program(monkeypatch):
+    zygote.zygote()  # started with this process's environment as it is now
+    monkeypatch.setenv('MXNET_ENGINE_TYPE', 'NaiveEngine')  # read as MXNet loads
+    assert not zygote.eligible([sys.executable, '-m', 'gluon_softmax.train'], dict(os.environ),
+                               {'start_new_session': True})

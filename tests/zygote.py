@@ -62,7 +62,8 @@ def eligible(cmd, env, kwargs):
         fd = stream if isinstance(stream, int) else getattr(stream, 'fileno', lambda: None)()
         if fd is not None and fd >= 0 and os.isatty(fd):
             return False
-    return startup_env(env) == startup_env(os.environ)
+    # the zygote's own start-up environment (this process's, when the zygote was started)
+    return startup_env(env) == (_zygote.env if _zygote is not None else startup_env(os.environ))
 
 
 # ------------------------------------------------------------------------------- client side
@@ -71,6 +72,7 @@ class Zygote:
     """The zygote of this test process: started on first use, ended with this process."""
 
     def __init__(self):
+        self.env = startup_env(os.environ)
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), str(theirs.fileno()), 'x' * ARGV_ROOM],
