@@ -651,6 +651,7 @@ def checker_lines(cells, texts):
     return found
 
 
+@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
 @pytest.mark.integration
 @pytest.mark.timeout(90)
 def test_exercises_notebook_runs_blank_and_every_checker_says_not_yet(kernel, real_data_dir):
@@ -660,6 +661,7 @@ def test_exercises_notebook_runs_blank_and_every_checker_says_not_yet(kernel, re
         assert re.fullmatch('not yet: ' + pattern(start), text), (exercise, text)
 
 
+@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
 @pytest.mark.integration
 @pytest.mark.timeout(90)
 def test_solutions_notebook_runs_and_every_checker_passes(kernel, real_data_dir):
