@@ -142,6 +142,11 @@ def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir
     if context.num_gpus() == 0:
         assert 'ContextError: --ctx ' in text
     assert 'lr 1:' in text and 'batch 1024:' in text  # both sweeps ran their two points
+    # the prose's claim about speed is the measured one: the fastest batch size printed is the
+    # one with the fewest seconds per epoch printed
+    per_epoch = {int(b): float(s) for b, s in re.findall(r'batch (\d+): .*?([0-9.]+) s/epoch', text)}
+    fastest = re.search(r'fastest per epoch here: batch (\d+)', text)
+    assert len(per_epoch) == 2 and int(fastest.group(1)) == min(per_epoch, key=per_epoch.get)
     # one epoch on two CPU contexts ends where one context does
     difference = re.search(r'largest weight difference after one epoch: (\S+)', text)
     assert difference and float(difference.group(1)) < 1e-6
