@@ -448,8 +448,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
     epoch_fn = epoch_runner(args, stop, recipe, ctxs, workers, len(history) + 1)
     try:
         training.train(model.net, train_iter, test_iter, model.loss, model.updater,
-                       recipe.epochs, ctxs[0], callback=after_epoch if lead else None,
-                       history=history, val_iter=val_iter, epoch_fn=epoch_fn)
+                       training.Epochs(recipe.epochs, ctxs[0], after_epoch if lead else None,
+                                       history, val_iter, epoch_fn))
     except Interrupted as e:
         if lead:
             end_early(out, metrics, done, 'interrupted', {'signal': str(e)}, stop)

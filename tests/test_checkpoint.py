@@ -50,7 +50,7 @@ def build(impl='concise', lr=0.5, seed=1, **recipe):
 
 def train(model, train_iter, test_iter, num_epochs, **kwargs):
     return training.train(model.net, train_iter, test_iter, model.loss, model.updater,
-                          num_epochs, **kwargs)
+                          training.Epochs(num_epochs, **kwargs))
 
 
 @pytest.mark.parametrize('impl, recipe', [('concise', {'momentum': 0.9}), ('scratch', {})])
