@@ -1,7 +1,8 @@
 """Run management around the training loop: divergence, signals, progress, the epoch runner.
 
 None of this is in the chapter's loop: it plugs into ``training.train`` as its
-``epoch_fn`` (:class:`EpochRunner`) and ``callback``.
+``epoch_fn`` (:class:`EpochRunner`, which hands the chapter's own ``train_epoch`` a wrapped
+loss and batch iterator) and ``callback``.
 """
 import datetime
 import errno
@@ -92,23 +93,56 @@ def agreed_signal(mean):
         return signal.SIGTERM
 
 
-class EpochRunner:
-    """An ``epoch_fn`` for ``training.train``: a scale-out epoch with progress and epoch numbers.
+class WatchedLoss:
+    """A loss that hands every batch's loss sum to a :class:`LossWatch`: the divergence check,
+    plugged into a training loop that knows nothing of it.
 
-    ``strategy.train_epoch`` trains (e.g. :class:`gluon_softmax.parallel.DataParallel`);
-    ``progress(batches, epoch)`` may wrap each epoch's batches (a bar). A
-    :class:`Diverged` raised inside gets the epoch number.
+    Called once per batch by :func:`gluon_softmax.training.train_epoch`, so its calls
+    number the batches (1, 2, ... within one epoch: make one per epoch).
     """
 
-    def __init__(self, strategy, first_epoch=1, progress=None):
-        self.strategy, self.epoch, self.progress = strategy, first_epoch - 1, progress
+    def __init__(self, loss, watch):
+        self.loss, self.watch, self.batches = loss, watch, 0
+
+    def __call__(self, y_hat, y):
+        l = self.loss(y_hat, y)
+        self.batches += 1
+        # detached: the watch keeps up to CHECK_EVERY sums, which must not keep the batches'
+        # autograd graphs alive; the loop's own l.sum() and backward are untouched
+        self.watch.batch(self.batches, l.detach().sum(), y.shape[0])
+        return l
+
+    def __repr__(self):
+        return f'WatchedLoss({self.loss!r})'
+
+
+class EpochRunner:
+    """An ``epoch_fn`` for ``training.train``: an epoch function with progress, divergence checks
+    and epoch numbers, all plugged in from outside by wrapping what it is given.
+
+    ``epoch_fn(net, batches, loss, updater, ctx)`` trains one epoch: the chapter's
+    :func:`gluon_softmax.training.train_epoch` on one device and one process, or the
+    scale-out epoch (:class:`gluon_softmax.parallel.DataParallel`, which does its own
+    divergence check, as its batches are split). ``progress(batches, epoch)`` may wrap each
+    epoch's batches (a bar). ``watch``, a :class:`LossWatch`, sees every batch's loss
+    through a :class:`WatchedLoss`. A :class:`Diverged` raised inside gets the epoch number.
+    """
+
+    def __init__(self, epoch_fn, first_epoch=1, progress=None, watch=None):
+        self.epoch_fn, self.epoch, self.progress = epoch_fn, first_epoch - 1, progress
+        self.watch = watch
         self.bar = None
 
     def __call__(self, net, train_iter, loss, updater, ctx=None):
         self.epoch += 1
         self.bar = self.progress(train_iter, self.epoch) if self.progress else None
         try:
-            return self.strategy.train_epoch(net, self.bar or train_iter, loss, updater, ctx)
+            if self.watch is not None:
+                loss = WatchedLoss(loss, self.watch)
+            result = self.epoch_fn(net, self.bar or train_iter, loss, updater, ctx)
+            if self.watch is not None:
+                self.watch.end()  # the last batches of the epoch, fewer than check_every
+            return result
         except Diverged as e:
             raise Diverged(e.batch, e.loss, e.max_loss, self.epoch) from None
         finally:

@@ -3,8 +3,9 @@
 Trains softmax regression (concise or from scratch) on Fashion-MNIST and
 writes ``metrics.json``, ``curves.html``, ``report.html``, ``model.params`` and
 ``checkpoint.npz`` into ``--out``. It composes the layers: the chapter's
-``training.train`` loop, the scale-out epoch (``parallel.DataParallel``) and
-run management (``runs``, ``checkpoint``, ``report``).
+``training.train`` loop with its ``train_epoch`` on one device (the scale-out epoch,
+``parallel.DataParallel``, for several devices or worker processes) and run management
+(``runs``, ``checkpoint``, ``report``), which wraps what the loop is given.
 """
 import dataclasses
 import json
@@ -410,7 +411,7 @@ def join(args, stop):
 
 def train_run(args, stop, recipe, out, ctxs, workers, iters):
     """Train in the claimed run directory ``out``, writing it as it goes; the exit status."""
-    from gluon_softmax import data, models, parallel, training
+    from gluon_softmax import data, models, training
     from gluon_softmax.loader_workers import LoaderWorkerError
     train_iter, val_iter, test_iter = iters
     lead = workers.rank == 0
@@ -444,15 +445,11 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
         stop.run_whole(save)
         print(format_epoch(entry, recipe.epochs), flush=True)
 
-    watch = LossWatch(args.max_loss, lambda sums: workers.sum(sums, 'loss check'),
-                      stop=stop if workers.distributed else None)
-    epoch_fn = EpochRunner(parallel.DataParallel(ctxs, workers, watch), len(history) + 1,
-                           progress_bar(recipe.epochs) if lead else None)
-    watch.report = epoch_fn.show_loss
+    epoch_fn = epoch_runner(args, stop, recipe, ctxs, workers, len(history) + 1)
     try:
         training.train(model.net, train_iter, test_iter, model.loss, model.updater,
-                       recipe.epochs, ctxs[0], callback=after_epoch if lead else None,
-                       history=history, val_iter=val_iter, epoch_fn=epoch_fn)
+                       training.Epochs(recipe.epochs, ctxs[0], after_epoch if lead else None,
+                                       history, val_iter, epoch_fn))
     except Interrupted as e:
         if lead:
             end_early(out, metrics, done, 'interrupted', {'signal': str(e)}, stop)
@@ -510,6 +507,27 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
               'were written in full and the run is complete', file=sys.stderr)
         return 128 + stop.received
     return statuses[0]
+
+
+def epoch_runner(args, stop, recipe, ctxs, workers, first_epoch):
+    """The epoch function of a run: the chapter's ``training.train_epoch`` itself on one device
+    and one process, the scale-out epoch otherwise; progress and the divergence check wrap it."""
+    from gluon_softmax import parallel, training
+    watch = LossWatch(args.max_loss, lambda sums: workers.sum(sums, 'loss check'),
+                      stop=stop if workers.distributed else None)
+    progress = progress_bar(recipe.epochs) if workers.rank == 0 else None
+    if len(ctxs) == 1 and not workers.distributed:
+        # one loop: the CLI trains with the very function the notebook prints; the check sees
+        # each batch's loss through the loss it is given (a signal needs no check here: the
+        # handler raises Interrupted between any two bytecodes, see StopOnSignal)
+        runner = EpochRunner(training.train_epoch, first_epoch, progress, watch)
+    else:
+        # the batches are split over devices and workers: the scale-out epoch sums a batch's
+        # loss over its pieces, and over the job, before its watch sees it
+        runner = EpochRunner(parallel.DataParallel(ctxs, workers, watch).train_epoch,
+                             first_epoch, progress)
+    watch.report = runner.show_loss
+    return runner
 
 
 def write_results(out, model, test_iter, metrics, done):

@@ -60,29 +60,46 @@ def train_epoch(net, train_iter, loss, updater, ctx=mx.cpu()):
     return float(loss_sum) / total, float(correct) / total
 
 
-def train(net, train_iter, test_iter, loss, updater, num_epochs, ctx=mx.cpu(), callback=None,
-          history=None, val_iter=None, epoch_fn=train_epoch):
-    """Train up to epoch ``num_epochs``; returns the history, a list of dicts.
+class Epochs:
+    """How :func:`train` runs its epochs, besides the model and the data.
+
+    Up to epoch ``num_epochs``, on ``ctx``. ``callback(entry)`` runs after every
+    epoch (printing, live plots). A ``history`` of an earlier run is continued
+    from the epoch after its last. ``val_iter``, when given, is evaluated too
+    (to choose settings without looking at the test set). ``epoch_fn`` trains
+    one epoch, with the signature of :func:`train_epoch`, which it defaults to.
+    """
+
+    def __init__(self, num_epochs, ctx=None, callback=None, history=None, val_iter=None,
+                 epoch_fn=train_epoch):
+        self.num_epochs, self.ctx = num_epochs, mx.cpu() if ctx is None else ctx
+        self.callback, self.history = callback, list(history or [])
+        self.val_iter, self.epoch_fn = val_iter, epoch_fn
+
+    def __repr__(self):
+        return f'Epochs({self.num_epochs}, {self.ctx}, after epoch {len(self.history)})'
+
+
+def train(net, train_iter, test_iter, loss, updater, epochs):
+    """Train for ``epochs`` (a number of epochs, on the CPU, or :class:`Epochs`); returns the
+    history, a list of dicts.
 
     Each entry holds ``epoch``, ``train_loss``, ``train_acc``, ``test_loss``,
     ``test_acc`` and ``seconds`` (training plus evaluation), and ``val_loss``,
-    ``val_acc`` when a validation iterator is given (to choose settings without
-    looking at the test set). ``callback(entry)`` runs after every epoch
-    (printing, live plots). Passing the ``history`` of an earlier run continues
-    it from the epoch after its last. ``epoch_fn`` trains one epoch, with the
-    signature of :func:`train_epoch`, which it defaults to.
+    ``val_acc`` when :class:`Epochs` names a validation iterator.
     """
-    history = list(history or [])
-    for epoch in range(len(history) + 1, num_epochs + 1):
+    run = epochs if isinstance(epochs, Epochs) else Epochs(epochs)
+    history, ctx = list(run.history), run.ctx
+    for epoch in range(len(history) + 1, run.num_epochs + 1):
         start = time.perf_counter()
-        train_loss, train_acc = epoch_fn(net, train_iter, loss, updater, ctx)
+        train_loss, train_acc = run.epoch_fn(net, train_iter, loss, updater, ctx)
         test_loss, test_acc = evaluate(net, test_iter, loss, ctx)
         entry = {'epoch': epoch, 'train_loss': train_loss, 'train_acc': train_acc,
                  'test_loss': test_loss, 'test_acc': test_acc}
-        if val_iter is not None:
-            entry['val_loss'], entry['val_acc'] = evaluate(net, val_iter, loss, ctx)
+        if run.val_iter is not None:
+            entry['val_loss'], entry['val_acc'] = evaluate(net, run.val_iter, loss, ctx)
         entry['seconds'] = time.perf_counter() - start
         history.append(entry)
-        if callback is not None:
-            callback(entry)
+        if run.callback is not None:
+            run.callback(entry)
     return history

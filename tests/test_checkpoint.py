@@ -13,7 +13,6 @@ import pytest
 from gluon_softmax import models, training
 from gluon_softmax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gluon_softmax.data import ArrayLoader
-from gluon_softmax.parallel import DataParallel
 from gluon_softmax.runs import Diverged, EpochRunner, LossWatch
 from gluon_softmax.settings import Recipe
 
@@ -51,7 +50,7 @@ def build(impl='concise', lr=0.5, seed=1, **recipe):
 
 def train(model, train_iter, test_iter, num_epochs, **kwargs):
     return training.train(model.net, train_iter, test_iter, model.loss, model.updater,
-                          num_epochs, **kwargs)
+                          training.Epochs(num_epochs, **kwargs))
 
 
 @pytest.mark.parametrize('impl, recipe', [('concise', {'momentum': 0.9}), ('scratch', {})])
@@ -139,9 +138,9 @@ def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, drop, meta, needle):
 
 
 def watched(max_loss=100.0, check_every=20):
-    """An epoch function that checks the batch losses as the CLI does."""
-    return EpochRunner(DataParallel([mx.cpu()], watch=LossWatch(max_loss,
-                                                                check_every=check_every)))
+    """An epoch function that checks the batch losses as the CLI does on one device: the
+    chapter's train_epoch, given a loss that feeds the watch."""
+    return EpochRunner(training.train_epoch, watch=LossWatch(max_loss, check_every=check_every))
 
 
 @pytest.mark.parametrize('check_every', [1, 2, 20])

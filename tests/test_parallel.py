@@ -54,8 +54,9 @@ def epoch_fn_for(ctxs):
 
 def fit(model, ctxs, train_iter, test_iter, epochs, epoch_fn=None):
     """``training.train`` of ``model`` on ``ctxs``; returns the history."""
-    return training.train(model.net, train_iter, test_iter, model.loss, model.updater, epochs,
-                          ctxs[0], epoch_fn=epoch_fn or epoch_fn_for(ctxs))
+    return training.train(model.net, train_iter, test_iter, model.loss, model.updater,
+                          training.Epochs(epochs, ctxs[0],
+                                          epoch_fn=epoch_fn or epoch_fn_for(ctxs)))
 
 
 def copies_of(model):
@@ -469,8 +470,8 @@ def test_trainer_step_needs_the_total_batch_size_not_the_per_device_one(real_dat
     models.set_seed(0)
     train_iter, test_iter = real_iters(real_data_dir)
     two = build('concise', TWO, len(train_iter), lr=0.1, epochs=1, seed=0)
-    training.train(two.net, train_iter, test_iter, two.loss, PerDeviceStep(two.updater, 2), 1,
-                   CPU0, epoch_fn=DataParallel(TWO).train_epoch)
+    training.train(two.net, train_iter, test_iter, two.loss, PerDeviceStep(two.updater, 2),
+                   training.Epochs(1, CPU0, epoch_fn=DataParallel(TWO).train_epoch))
 
     assert max_diff(copies_of(two)[0], copies_of(one)[0]) > 1e-2  # measured: 0.3
     # the same as one device at twice the rate, up to rounding (measured: 2e-5)

@@ -119,8 +119,8 @@ def test_train_reduces_the_loss_and_reports_every_epoch(impl):
     assert initial_loss == pytest.approx(math.log(10), abs=0.2)  # small weights: ~uniform
 
     seen = []
-    history = training.train(net, train_iter, test_iter, loss, updater, 6, mx.cpu(),
-                             callback=seen.append)
+    history = training.train(net, train_iter, test_iter, loss, updater,
+                             training.Epochs(6, mx.cpu(), callback=seen.append))
 
     assert [entry['epoch'] for entry in history] == [1, 2, 3, 4, 5, 6]
     assert seen == history  # the callback got each epoch's entry, once, in order
@@ -144,10 +144,10 @@ def test_train_continues_a_history():
     X, y = separable(64, seed=5)
     loader = ArrayLoader(X, y, 16)
     net, loss, updater = make_model('scratch', 0.1)
-    first = training.train(net, loader, loader, loss, updater, 2, mx.cpu())
+    first = training.train(net, loader, loader, loss, updater, training.Epochs(2, mx.cpu()))
     calls = []
-    both = training.train(net, loader, loader, loss, updater, 3, mx.cpu(), callback=calls.append,
-                          history=first)
+    both = training.train(net, loader, loader, loss, updater,
+                          training.Epochs(3, mx.cpu(), callback=calls.append, history=first))
     assert [e['epoch'] for e in both] == [1, 2, 3]
     assert both[:2] == first and [e['epoch'] for e in calls] == [3]
 
@@ -162,7 +162,8 @@ def test_epoch_fn_replaces_the_epoch_and_sees_the_loop_s_arguments():
         calls.append(args)
         return training.train_epoch(*args)
 
-    history = training.train(net, loader, loader, loss, updater, 2, mx.cpu(), epoch_fn=epoch_fn)
+    history = training.train(net, loader, loader, loss, updater,
+                             training.Epochs(2, mx.cpu(), epoch_fn=epoch_fn))
     assert calls == [(net, loader, loss, updater, mx.cpu())] * 2
     assert [e['epoch'] for e in history] == [1, 2]
 
@@ -181,5 +182,6 @@ def test_validation_loss_and_accuracy_are_recorded_when_asked():
     X, y = separable(40, seed=8)
     loader = ArrayLoader(X, y, 10)
     net, loss, updater = make_model('scratch', 0.1)
-    entry, = training.train(net, loader, loader, loss, updater, 1, val_iter=loader)
+    entry, = training.train(net, loader, loader, loss, updater,
+                            training.Epochs(1, val_iter=loader))
     assert (entry['val_loss'], entry['val_acc']) == (entry['test_loss'], entry['test_acc'])
