@@ -52,7 +52,8 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 # Debian/Ubuntu ship the real data set as a package; as root we install it, otherwise we
 # say how (the CLI also accepts --data-dir, $$FASHION_MNIST_DIR or --download).
 data: $(STAMP)
-	@$(PY) -m gluon_softmax.data >/dev/null 2>&1 || { \
+	@# one check (2-3 s: the files' SHA-256) when the data set is there, a second after installing
+	@$(PY) -m gluon_softmax.data 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's dataset-fashion-mnist package"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
@@ -62,8 +63,8 @@ data: $(STAMP)
 	    echo "or put the four IDX files in DIR and run: FASHION_MNIST_DIR=DIR make $(MAKECMDGOALS)"; \
 	    echo "or download them: $(PY) -m gluon_softmax.train --download"; \
 	    exit 2; \
-	  fi; }
-	@$(PY) -m gluon_softmax.data
+	  fi; \
+	  $(PY) -m gluon_softmax.data; }
 
 train: data
 	$(PY) -m gluon_softmax.train $(ARGS)
@@ -72,7 +73,7 @@ train: data
 # worker). A hung test fails within 2 minutes with stacks (pytest-timeout and tests/procs.py).
 JOBS ?= auto
 test: data test-tools
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=10 $(ARGS)
 
 # The tests a learner can afford: leaves out those marked slow (10-epoch runs, process jobs).
 test-fast: data
