@@ -274,9 +274,10 @@ def become(request, fds):
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, signal.SIGINT):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # what a fresh interpreter started by the test process would have: Python's handler,
+        # or SIG_IGN when SIGINT came ignored (a background job of a non-interactive shell)
+        signal.signal(signal.SIGINT, INHERITED_SIGINT)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in set(fds) - {0, 1, 2}:
@@ -358,6 +359,9 @@ def finish(code):
         os.kill(os.getpid(), signal.SIGINT)
         status = 130
     return status
+
+
+INHERITED_SIGINT = signal.getsignal(signal.SIGINT)  # before serve() ignores it
 
 
 def main():
