@@ -39,6 +39,7 @@ ARGV_ROOM = 16384  # bytes of command line the zygote reserves for its forks' co
 ALLOWED_KWARGS = {'stdin', 'stdout', 'stderr', 'text', 'universal_newlines', 'encoding', 'errors',
                   'cwd', 'start_new_session', 'bufsize'}
 MAX_MESSAGE = 1 << 20
+READY_SECONDS = 60  # for the zygote's imports (about 3 s)
 
 
 def startup_env(env):
@@ -82,8 +83,17 @@ class Zygote:
         self.started, self.exited = {}, {}  # request id -> pid; pid -> (event, [status])
         self.cond = threading.Condition()
         self.next_id = 0
-        ready = json.loads(self.sock.recv(MAX_MESSAGE))
-        assert ready == {'ready': os.getpid()}, ready
+        # bounded: a zygote whose imports hang or fail is ended and named, not waited for
+        self.sock.settimeout(READY_SECONDS)
+        try:
+            ready = json.loads(self.sock.recv(MAX_MESSAGE) or b'null')
+        except (OSError, ValueError) as e:
+            ready = repr(e)
+        finally:
+            self.sock.settimeout(None)
+        if ready != {'ready': os.getpid()}:
+            self.close()
+            raise RuntimeError(f'the test zygote did not start within {READY_SECONDS} s: {ready}')
         threading.Thread(target=self.read, daemon=True, name='zygote-reader').start()
         atexit.register(self.close)
 
