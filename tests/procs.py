@@ -35,15 +35,16 @@ def child_env(env=None):
     return {**(os.environ if env is None else env), 'PYTHONFAULTHANDLER': '1'}
 
 
-def start(cmd, *, env=None, fresh=False, **kwargs):
+def start(cmd, *, env=None, fresh=False, code_may_fork=False, **kwargs):
     """``Popen(cmd)`` in a session of its own with faulthandler on; ``kwargs`` go to Popen.
 
     A program of the package is forked from an interpreter that has imported MXNet already
     (zygote.py), unless ``fresh`` (the test is about the program's start-up, e.g. a signal
-    during its imports) or it would not start the same way there."""
+    during its imports) or it would not start the same way there. A ``python -c CODE`` program
+    is forked only with ``code_may_fork`` (its code tests nothing that importing does)."""
     kwargs.setdefault('start_new_session', True)
     cmd, env = [os.fspath(c) for c in cmd], child_env(env)
-    if not fresh and zygote.eligible(cmd, env, kwargs):
+    if not fresh and zygote.eligible(cmd, env, kwargs, code=code_may_fork):
         return zygote.popen(cmd, env, **kwargs)
     return subprocess.Popen(cmd, env=env, **kwargs)
 
@@ -147,10 +148,10 @@ def wait(proc, timeout=HANG_SECONDS, what=None, stderr_path=None):
 
 
 def run(cmd, *, timeout=HANG_SECONDS, what=None, input=None, env=None, text=True, on_hang=None,
-        fresh=False, **kwargs):
+        fresh=False, code_may_fork=False, **kwargs):
     """Like ``subprocess.run(cmd, capture_output=True, text=True)``, bounded; a hang fails the
     test naming ``what`` (default: the command) with the stacks of the hung processes."""
-    proc = start(cmd, env=env, fresh=fresh, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = start(cmd, env=env, fresh=fresh, code_may_fork=code_may_fork, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                  stdin=subprocess.PIPE if input is not None else kwargs.pop('stdin', None),
                  text=text, **kwargs)
     out, err = communicate(proc, timeout, what, input, on_hang)

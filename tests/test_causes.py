@@ -156,14 +156,11 @@ def test_train_out_is_checked_before_mxnet_loads(tmp_path, make, flags, needle):
 
 # ---------------------------------------------------------------- d. what an interrupt stopped
 
-def run_python(code, *args):
-    return procs.run([sys.executable, '-c', code, *map(str, args)])
-
-
 def test_data_check_interrupted_says_what_it_was_reading(small_data_copy):
     # Ctrl-C while the test set is verified (the signal sent as its reading starts)
     code = ('import os, signal, sys\n'
             'from gluon_softmax import data\n'
+            f'sys.path.insert(0, {os.path.dirname(small_data.__file__)!r})\n'
             'import small_data\n'
             'small_data.pin(sys.argv[1])\n'
             'real = data.read_split\n'
@@ -173,10 +170,7 @@ def test_data_check_interrupted_says_what_it_was_reading(small_data_copy):
             '    return real(directory, train)\n'
             'data.read_split = read_split\n'
             'sys.exit(data.main([sys.argv[1]]))\n')
-    result = procs.run([sys.executable, '-c', code, small_data_copy],
-                       env={**os.environ, 'PYTHONPATH': os.pathsep.join(
-                           [os.path.dirname(small_data.__file__),
-                            os.environ.get('PYTHONPATH', '')])})
+    result = procs.run([sys.executable, '-c', code, small_data_copy], code_may_fork=True)
     assert result.returncode == 128 + signal.SIGINT, result.stderr
     assert result.stderr == (f'interrupted (SIGINT) while verifying the test set in '
                              f'{small_data_copy}; nothing was changed\n')
@@ -192,7 +186,7 @@ def test_bench_interrupted_names_the_measurement_it_stopped(tmp_path):
             '"row concise (batch size 256, resize 28)")\n'
             'bench.run_all = run_all\n'
             'sys.exit(bench.main(["--out", sys.argv[1]]))\n')
-    result = procs.run([sys.executable, '-c', code, tmp_path / 'bench.json'])
+    result = procs.run([sys.executable, '-c', code, tmp_path / 'bench.json'], code_may_fork=True)
     assert result.returncode == 128 + signal.SIGINT, result.stderr
     assert result.stderr == ('interrupted (SIGINT) while measuring row concise (batch size 256, '
                              'resize 28); it was stopped; no results were written\n')

@@ -2,6 +2,7 @@
 reads, one call per restored group, the one-line refusals, the Makefile's venv, and a Colab-like
 install (Python 3.12 with NumPy 2 first, then the README's lines)."""
 import ast
+import functools
 import glob
 import importlib
 import importlib.util
@@ -95,18 +96,28 @@ def first_missing(dotted):
     return None
 
 
-def missing_numpy_names(package_dir):
-    """``{missing name: [files reading it]}`` over the Python files under ``package_dir``."""
-    missing = {}
+@functools.lru_cache(maxsize=None)
+def reads_by_file(package_dir):
+    """``((relative path, frozenset of dotted NumPy names it reads), ...)`` over the Python
+    files under ``package_dir``; MXNet's are scanned once per test process (a few seconds)."""
+    found = []
     for path in sorted(pathlib.Path(package_dir).rglob('*.py')):
         with warnings.catch_warnings():
             # MXNet's '\d' in plain strings (a SyntaxWarning from 3.12, before a DeprecationWarning)
             warnings.simplefilter('ignore', (SyntaxWarning, DeprecationWarning))
             reads = numpy_reads(path.read_text(encoding='utf-8', errors='replace'))
+        found.append((str(path.relative_to(package_dir)), frozenset(reads)))
+    return tuple(found)
+
+
+def missing_numpy_names(package_dir):
+    """``{missing name: [files reading it]}`` over the Python files under ``package_dir``."""
+    missing = {}
+    for path, reads in reads_by_file(str(package_dir)):
         for dotted in reads:
             name = first_missing(dotted)
             if name:
-                missing.setdefault(name, []).append(str(path.relative_to(package_dir)))
+                missing.setdefault(name, []).append(path)
     return missing
 
 
@@ -114,6 +125,7 @@ def mxnet_dir():
     return os.path.dirname(importlib.util.find_spec('mxnet').origin)
 
 
+@pytest.mark.xdist_group('mxnet-scan')
 def test_every_numpy_name_mxnet_reads_is_there():
     # after `import gluon_softmax`: at import or at call time, MXNet finds every name it reads
     missing = missing_numpy_names(mxnet_dir())
@@ -132,14 +144,10 @@ def test_the_scan_sees_every_kind_of_read(tmp_path):
          'linalg.not_a_name_5')}
 
 
+@pytest.mark.xdist_group('mxnet-scan')  # beside the test above: one scan of MXNet's sources
 def test_every_restored_name_is_one_mxnet_reads():
     # the shim adds nothing MXNet does not need
-    read = set()
-    for path in pathlib.Path(mxnet_dir()).rglob('*.py'):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', (SyntaxWarning, DeprecationWarning))
-            reads = numpy_reads(path.read_text(encoding='utf-8', errors='replace'))
-        read.update(dotted.split('.')[1] for dotted in reads)
+    read = {dotted.split('.')[1] for _, reads in reads_by_file(mxnet_dir()) for dotted in reads}
     assert set(_compat._restored(numpy)) - read == set()
 
 

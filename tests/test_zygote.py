@@ -74,6 +74,16 @@ def test_a_forked_program_is_a_fresh_one(probe, tmp_path, how, status):
     assert fork_err[1:] == fresh_err[1:]  # the same traceback or message, if any
 
 
+@pytest.mark.parametrize('how, status', [('exit', 3), ('raise', 1), ('interrupt', -signal.SIGINT)])
+def test_a_forked_code_program_is_a_fresh_one(tmp_path, how, status):
+    (fresh_status, fresh_out, fresh_err), (fork_status, fork_out, fork_err) = run_both(
+        [sys.executable, '-c', PROBE, how, '3'], tmp_path, code_may_fork=True)
+    assert fresh_status == fork_status == status
+    assert fork_out == fresh_out and "('main', '__main__')" in fork_out
+    assert "('argv', ['-c', " in fork_out and "('path0', '')" in fork_out
+    assert fork_err[1:] == fresh_err[1:]
+
+
 def test_a_package_module_runs_as_with_python_m(tmp_path):
     (fresh, fork) = run_both([sys.executable, '-m', 'gluon_softmax.train', '--epochs', 'x'],
                              tmp_path)
@@ -81,7 +91,7 @@ def test_a_package_module_runs_as_with_python_m(tmp_path):
 
 
 @pytest.mark.parametrize('cmd, kwargs, env', [
-    (['-c', 'pass'], {}, {}),                                        # not a module or script
+    (['-c', 'pass'], {}, {}),                           # code: only when the caller allows it
     (['-X', 'faulthandler', '-m', 'gluon_softmax.train'], {}, {}),   # interpreter flags
     (['-m', 'json.tool'], {}, {}),                                   # not the package
     (['-m', 'gluon_softmax.train'], {'start_new_session': False}, {}),

@@ -13,7 +13,8 @@ in ``/proc/PID/cmdline``. MXNet supports fork (DataLoader workers are forks too)
 ``poll``, ``communicate``, ``send_signal`` and the pipes behave as for any child. Only programs
 whose start-up would not differ are sent here (:func:`eligible`): this interpreter, ``-m MODULE``
 or a script, a session of their own, pipes or files for streams, and the same MXNet-, OpenMP- and
-Python-relevant environment as the zygote's; everything else (``-c``, ``-X``, a fake ``mxnet`` on
+Python-relevant environment as the zygote's; ``-c CODE`` when the caller says its code does not
+test what importing does (``procs.run(..., code_may_fork=True)``); everything else (``-c``, ``-X``, a fake ``mxnet`` on
 PYTHONPATH, ``OMP_NUM_THREADS=abc``, a terminal) starts a fresh interpreter as before.
 ``GLUON_SOFTMAX_TEST_ZYGOTE=0`` turns it off.
 
@@ -47,12 +48,16 @@ def startup_env(env):
             if k.startswith(STARTUP_PREFIXES) and k not in PER_PROGRAM}
 
 
-def eligible(cmd, env, kwargs):
-    """True when the program ``cmd`` can be a fork of the zygote without any difference."""
+def eligible(cmd, env, kwargs, code=False):
+    """True when the program ``cmd`` can be a fork of the zygote without any difference.
+
+    ``code``: a ``-c`` program may be a fork too; only its caller knows that the program does
+    not test what importing the package or MXNet does, which a fork has done already."""
     if not ENABLED or len(cmd) < 2 or cmd[0] != sys.executable:
         return False
-    if cmd[1] == '-m':
-        if len(cmd) < 3 or not cmd[2].startswith('gluon_softmax'):
+    if cmd[1] in ('-m', '-c'):
+        if len(cmd) < 3 or (cmd[1] == '-m' and not cmd[2].startswith('gluon_softmax')) or (
+                cmd[1] == '-c' and not code):
             return False
     elif cmd[1].startswith('-') or not cmd[1].endswith('.py'):
         return False
@@ -329,12 +334,25 @@ def report(error):
 
 
 def run(args):
-    """Run ``-m MODULE ARGS`` or ``SCRIPT ARGS`` as the interpreter would; returns 0."""
+    """Run ``-m MODULE ARGS``, ``-c CODE ARGS`` or ``SCRIPT ARGS`` as the interpreter would;
+    returns 0."""
     import runpy
     if args[0] == '-m':
         sys.argv = [args[1], *args[2:]]
         sys.path[0] = os.getcwd()
         runpy.run_module(args[1], run_name='__main__', alter_sys=True)
+    elif args[0] == '-c':
+        import types
+        sys.argv = ['-c', *args[2:]]
+        sys.path[0] = ''
+        main_module = types.ModuleType('__main__')
+        main_module.__builtins__ = __builtins__
+        sys.modules['__main__'] = main_module
+        if sys.version_info >= (3, 13):  # from 3.13 a traceback shows the -c code's lines
+            import linecache
+            lines = args[1].splitlines(keepends=True)
+            linecache.cache['<string>'] = (len(args[1]), None, lines, '<string>')
+        exec(compile(args[1], '<string>', 'exec'), main_module.__dict__)  # pylint: disable=exec-used
     else:
         script = os.path.abspath(args[0])
         sys.argv = list(args)
