@@ -14,7 +14,7 @@ import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np, npx
 
-from gluon_softmax import exercises, scratch, training
+from gluon_softmax import exercises, language, scratch, training
 from test_layers import import_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -518,16 +518,37 @@ def test_learning_rate_blank_and_missing_data(capsys, tmp_path):
 def test_every_message_comes_from_the_table_of_the_language(capsys, monkeypatch):
     """A second table changes what is printed, not how the checkers decide; ids it lacks fall
     back to English."""
-    monkeypatch.setattr(exercises, 'LANGUAGE', 'en')  # restored after the test
-    monkeypatch.setitem(exercises.MESSAGES, 'xx', {'not_yet': 'XX {hint}',
+    monkeypatch.setattr(language, 'LANGUAGE', 'en')  # restored after the test
+    monkeypatch.setitem(exercises.MESSAGES, 'zh', {'not_yet': 'XX {hint}',
                                                    'softmax.pass': 'XX ok {count}'})
-    exercises.set_language('xx')
+    exercises.set_language('zh')
     assert exercises.check_softmax(blank) is False
     assert printed(capsys) == ['XX ' + exercises.MESSAGES['en']['start'].format(name='blank')]
     assert exercises.check_softmax(scratch.softmax) is True
     assert printed(capsys) == ['XX ok 7']
-    with pytest.raises(ValueError, match="no messages in 'zz'; available: en, xx"):
+    assert language.current() == 'zh'  # one language for the package: the figures follow
+    with pytest.raises(ValueError, match="no messages in 'zz'; available: en, zh"):
         exercises.set_language('zz')
+
+
+def placeholders(template):
+    return sorted(field for _, field, _, _ in string.Formatter().parse(template) if field)
+
+
+def test_every_english_message_has_a_chinese_one_with_the_same_placeholders():
+    english, chinese = exercises.MESSAGES['en'], exercises.MESSAGES['zh']
+    assert sorted(set(english) - set(chinese)) == [], 'hints without a Chinese text'
+    assert sorted(set(chinese) - set(english)) == [], 'Chinese hints no checker prints'
+    for msg_id, text in english.items():
+        assert placeholders(chinese[msg_id]) == placeholders(text), msg_id
+        assert re.search('[\u4e00-\u9fff]', chinese[msg_id]), f'{msg_id}: not Chinese'
+
+
+def test_the_chinese_table_prints_chinese(capsys, monkeypatch):
+    monkeypatch.setattr(language, 'LANGUAGE', 'en')
+    exercises.set_language('zh')
+    assert exercises.check_softmax(blank) is False
+    assert printed(capsys) == ['还没通过：blank 抛出了 NotImplementedError：请把那一行换成你的代码']
 
 
 def test_the_checkers_use_only_the_chapter_mxnet_and_numpy():
@@ -535,7 +556,7 @@ def test_the_checkers_use_only_the_chapter_mxnet_and_numpy():
     problems = import_problems(path.read_text(encoding='utf-8'), str(path), third_party=True)
     assert problems == []
     source = path.read_text(encoding='utf-8')
-    assert 'from gluon_softmax import concise, data, scratch, training' in source
+    assert 'from gluon_softmax import concise, data, language, scratch, training' in source
     assert import_problems('from gluon_softmax import runs', third_party=True)  # it would see
 
 
