@@ -80,9 +80,11 @@ test: data test-tools
 test-fast: data
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow" $(ARGS)
 
-# What some tests need besides Python: Chromium (pages with figures) and ssh/sshd (simulated
-# hosts); without them those tests are skipped. As root we install them, as make data does.
+# What some tests need besides Python: Chromium (pages with figures), a CJK font (the Chinese
+# notebooks' text) and ssh/sshd (simulated hosts); without them those tests are skipped. As root
+# we install them, as make data does.
 TEST_TOOLS_MISSING = $(strip $(if $(wildcard /usr/bin/chromium),,chromium) \
+  $(if $(shell fc-list :lang=zh 2>/dev/null),,fonts-noto-cjk) \
   $(if $(shell command -v ssh),,openssh-client) \
   $(if $(or $(shell command -v sshd),$(wildcard /usr/sbin/sshd)),,openssh-server))
 test-tools:

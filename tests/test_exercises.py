@@ -26,10 +26,11 @@ CHECKERS = {'check_softmax': 'softmax', 'check_cross_entropy': 'cross_entropy',
             'check_label_smoothing': 'label_smoothing'}
 
 
-def pattern(msg_id):
-    """A regex matching the English text of ``msg_id`` whatever values fill its fields."""
+def pattern(msg_id, lang='en'):
+    """A regex matching the text of ``msg_id`` (English by default) whatever values fill its
+    fields."""
     parts = []
-    for literal, field, _, _ in string.Formatter().parse(exercises.MESSAGES['en'][msg_id]):
+    for literal, field, _, _ in string.Formatter().parse(exercises.MESSAGES[lang][msg_id]):
         parts.append(re.escape(literal) + ('.+?' if field is not None else ''))
     return ''.join(parts)
 
@@ -649,8 +650,10 @@ def execute(name, kernel):
     nb = nbformat.read(str(NOTEBOOKS / name), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(
         'import sys, gluon_softmax\nprint(sys.prefix)\nprint(gluon_softmax.__file__)'))
+    # the kernel is told the notebook's path as Jupyter tells it: a .zh.ipynb runs in Chinese
     NotebookClient(nb, kernel_name=kernel, timeout=60, allow_errors=False,
-                   resources={'metadata': {'path': str(NOTEBOOKS)}}).execute()
+                   resources={'metadata': {'path': str(NOTEBOOKS)}}).execute(
+                       env=language.kernel_env(NOTEBOOKS / name))
     cells = [cell for cell in nb.cells if cell.cell_type == 'code']
     texts = [''.join(out.get('text', '') for out in cell.outputs if out.output_type == 'stream')
              for cell in cells]
@@ -691,3 +694,23 @@ def test_solutions_notebook_runs_and_every_checker_passes(kernel, real_data_dir)
         assert re.fullmatch(pattern(f'{exercise}.pass'), text), (exercise, text)
     sweep = next(text for cell, text in zip(cells, texts) if 'SWEEP_LRS:' in cell.source)
     assert len(re.findall(r'lr +\S+: first epoch +\S+, validation +\S+', sweep)) == 4
+
+
+@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_chinese_exercises_notebook_gives_every_hint_in_chinese(kernel, real_data_dir):
+    cells, texts = execute('exercises.zh.ipynb', kernel)
+    for exercise, text in checker_lines(cells, texts):
+        start = 'learning_rate.start' if exercise == 'learning_rate' else 'start'
+        not_yet = re.escape(exercises.MESSAGES['zh']['not_yet'].format(hint=''))
+        assert re.fullmatch(not_yet + pattern(start, 'zh'), text), (exercise, text)
+
+
+@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_chinese_solutions_notebook_passes_every_checker_in_chinese(kernel, real_data_dir):
+    cells, texts = execute('solutions.zh.ipynb', kernel)
+    for exercise, text in checker_lines(cells, texts):
+        assert re.fullmatch(pattern(f'{exercise}.pass', 'zh'), text), (exercise, text)

@@ -9,8 +9,10 @@ language: the kernel learns it from the notebook's name (``gluon_softmax.languag
 import ast
 import importlib.util
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -78,6 +80,16 @@ def test_the_committed_chinese_notebook_is_what_the_generator_writes(english, ch
         if cell.cell_type == 'markdown':  # every markdown cell is Chinese, not a copy
             assert re.search('[\u4e00-\u9fff]', cell.source), cell.id
     assert GENERATOR.main(['--check']) == 0
+
+
+def test_no_line_break_between_two_chinese_characters():
+    """Markdown shows a line break inside a paragraph as a space, which Chinese does not have:
+    a Chinese paragraph is one line (a break next to Latin text or code is fine)."""
+    broken = [(name, cell_id, line) for name, cells in GENERATOR.load_translations().items()
+              for cell_id, entry in cells.items() for line, following in
+              zip(entry['zh'], entry['zh'][1:])
+              if re.search('[\u3000-\uffff]\n$', line) and re.match('\\s*[\u3000-\uffff]', following)]
+    assert broken == [], broken[:3]
 
 
 @pytest.mark.parametrize('english, chinese', PAIRS)
@@ -186,3 +198,37 @@ def test_a_code_cell_edited_in_the_chinese_notebook_is_caught(copy_of_notebooks)
     with pytest.raises(AssertionError, match=f'code cell {code.id} differs'):
         assert_same_code('exercises.ipynb', 'exercises.zh.ipynb', copy_of_notebooks)
     assert GENERATOR.main(['--check']) == 1
+
+
+# ----------------------------------------------------------------------------- fonts
+
+ROW = 80  # pixels per line of the test page
+
+
+def rendered_lines(tmp_path, lines):
+    """Each of ``lines`` in large sans-serif as headless Chromium draws it (one page, one run):
+    the pixels of each line's band of the screenshot."""
+    from PIL import Image
+    from conftest import run_chromium
+    rows = ''.join(f'<div style="height:{ROW}px; font: 48px sans-serif">{text}</div>'
+                   for text in lines)
+    page, png = tmp_path / 'lines.html', tmp_path / 'lines.png'
+    page.write_text(f'<html><body style="margin:0">{rows}</body></html>', encoding='utf-8')
+    run_chromium(tmp_path, f'--screenshot={png}', f'--window-size=400,{ROW * len(lines)}',
+                 page.as_uri())
+    with Image.open(png) as image:
+        rgb = image.convert('RGB')
+        return [rgb.crop((0, i * ROW, 400, (i + 1) * ROW)).tobytes() for i in range(len(lines))]
+
+
+def test_chinese_renders_in_chromium_with_a_cjk_font(tmp_path):
+    """Without a CJK font every character is the same empty box (tofu), as the characters no
+    font has (private use) are: two different Chinese words must differ from both and from each
+    other. The font is Debian's fonts-noto-cjk (.ci/run and make test install it)."""
+    fonts = subprocess.run(['fc-list', ':lang=zh'], capture_output=True, text=True,
+                           check=False).stdout if shutil.which('fc-list') else ''
+    if not fonts and os.environ.get('GLUON_SOFTMAX_REQUIRE_BROWSER') != '1':
+        pytest.skip('no CJK font (sudo apt-get install fonts-noto-cjk): Chinese shows as boxes')
+    words = rendered_lines(tmp_path, ['交叉熵损失', '混淆矩阵图', '\ue000' * 5])
+    assert words[0] != words[2] and words[1] != words[2], 'Chinese drawn as boxes: no CJK font'
+    assert words[0] != words[1]
