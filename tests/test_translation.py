@@ -67,7 +67,8 @@ def assert_same_code(english, chinese, folder=NOTEBOOKS):
 @pytest.mark.parametrize('english', GENERATOR.SOURCES)
 def test_every_english_markdown_cell_has_a_current_translation(english):
     _, problems = GENERATOR.build(english, GENERATOR.load_translations())
-    assert not problems, f'{english}:\n{untranslated(problems)}\n(python notebooks/translate.py --todo)'
+    assert not problems, \
+        f'{english}:\n{untranslated(problems)}\n(python notebooks/translate.py --todo)'
 
 
 @pytest.mark.parametrize('english, chinese', PAIRS)
@@ -82,13 +83,16 @@ def test_the_committed_chinese_notebook_is_what_the_generator_writes(english, ch
     assert GENERATOR.main(['--check']) == 0
 
 
+WIDE = '[\u3000-\uffff]'  # CJK characters and punctuation: no space between them
+
+
 def test_no_line_break_between_two_chinese_characters():
     """Markdown shows a line break inside a paragraph as a space, which Chinese does not have:
     a Chinese paragraph is one line (a break next to Latin text or code is fine)."""
     broken = [(name, cell_id, line) for name, cells in GENERATOR.load_translations().items()
               for cell_id, entry in cells.items() for line, following in
               zip(entry['zh'], entry['zh'][1:])
-              if re.search('[\u3000-\uffff]\n$', line) and re.match('\\s*[\u3000-\uffff]', following)]
+              if re.search(WIDE + '\n$', line) and re.match('\\s*' + WIDE, following)]
     assert broken == [], broken[:3]
 
 
@@ -102,7 +106,7 @@ def test_the_language_comes_from_the_name_not_the_code(english, chinese):
 
 
 def figure_titles(nb):
-    """Every ``title=`` the notebook's code passes, as a pattern (``{}`` for each f-string field)."""
+    """Every ``title=`` the notebook's code passes, as a pattern (``{}`` per f-string field)."""
     titles = []
     for cell in nb.cells:
         if cell.cell_type != 'code':
@@ -123,7 +127,8 @@ def test_every_figure_title_the_walk_through_passes_has_a_chinese_text():
     assert len(titles) >= 10
     # a title drawn by the package in a Chinese notebook is translated (plots.ZH); the one figure
     # the notebook builds with Plotly itself is not the package's (see the README)
-    missing = [t for t in titles if plots.translate(t.replace('{}', '7'), 'zh') == t.replace('{}', '7')
+    samples = {t: t.replace('{}', '7') for t in titles}  # a pattern filled in, as drawn
+    missing = [t for t, drawn in samples.items() if plots.translate(drawn, 'zh') == drawn
                and t != 'Average cost per test image, by true class']
     assert missing == [], f'add these titles to gluon_softmax/plots.py ZH: {missing}'
 
