@@ -24,7 +24,7 @@ _EXPORTS = {
     # the chapter
     'data': ('DataError', 'FashionMNIST', 'load_data_fashion_mnist', 'load_arrays',
              'load_arrays_iters', 'ArrayLoader', 'get_fashion_mnist_labels', 'read_split',
-             'find_data_dir', 'TEXT_LABELS'),
+             'find_data_dir', 'TEXT_LABELS', 'TEXT_LABELS_ZH'),
     'scratch': ('softmax', 'cross_entropy', 'log_softmax', 'softmax_cross_entropy', 'sgd', 'SGD',
                 'SoftmaxRegressionScratch'),
     'concise': ('build_net', 'build_loss', 'build_trainer'),

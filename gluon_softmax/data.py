@@ -27,6 +27,8 @@ from gluon_softmax.loader_workers import WorkerDataLoader
 
 TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
                'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot')
+# the same classes as d2l-zh names them (figures drawn in Chinese use these)
+TEXT_LABELS_ZH = ('T恤', '裤子', '套衫', '连衣裙', '外套', '凉鞋', '衬衫', '运动鞋', '包', '短靴')
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 UPSTREAM_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 ENV_DIR = 'FASHION_MNIST_DIR'
@@ -123,9 +125,10 @@ def download_fashion_mnist(directory, base_url=UPSTREAM_URL):
                 os.remove(tmp)
 
 
-def get_fashion_mnist_labels(labels):
-    """The text labels of the book for a sequence of numeric labels."""
-    return [TEXT_LABELS[int(i)] for i in labels]
+def get_fashion_mnist_labels(labels, lang='en'):
+    """The text labels of the book for a sequence of numeric labels (d2l-zh's with 'zh')."""
+    names = {'en': TEXT_LABELS, 'zh': TEXT_LABELS_ZH}[lang]
+    return [names[int(i)] for i in labels]
 
 
 class FashionMNIST(vision.FashionMNIST):

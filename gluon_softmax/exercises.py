@@ -7,8 +7,9 @@ autograd), compares with the chapter's own reference (``scratch``,
 line: a pass line, or ``not yet: <hint>`` for the first case that failed.
 
 Every line printed comes from :data:`MESSAGES`, one table per language keyed
-by message id; :func:`set_language` chooses the table, and ids a table lacks
-fall back to English.
+by message id; the language is the package's (:mod:`gluon_softmax.language`:
+a ``*.zh.ipynb`` notebook gets Chinese), :func:`set_language` changes it, and
+ids a table lacks fall back to English.
 """
 import collections
 import contextlib
@@ -20,14 +21,11 @@ import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, np, npx
 
-from gluon_softmax import concise, data, scratch, training
+from gluon_softmax import concise, data, language, scratch, training
 
 __all__ = ['check_softmax', 'check_cross_entropy', 'check_accuracy', 'check_sgd',
            'check_train_epoch', 'check_learning_rate_answer', 'check_label_smoothing',
-           'sweep_iters', 'SWEEP_LRS', 'SWEEP_EPOCHS', 'MESSAGES', 'LANGUAGE', 'set_language',
-           'message']
-
-LANGUAGE = 'en'
+           'sweep_iters', 'SWEEP_LRS', 'SWEEP_EPOCHS', 'MESSAGES', 'set_language', 'message']
 
 MESSAGES = {'en': {
     # shared by every checker
@@ -145,20 +143,127 @@ MESSAGES = {'en': {
                                   'log-softmax o - max - log(sum(exp(o - max)))',
     'label_smoothing.wrong': '{call} is off by up to {error:.2g} from '
                              '-sum(q * log softmax(o), axis=1)',
+}, 'zh': {
+    # 所有检查函数共用
+    'not_yet': '还没通过：{hint}',
+    'start': '{name} 抛出了 NotImplementedError：请把那一行换成你的代码',
+    'returned_none': '{call} 返回了 None：函数最后要 `return ...`',
+    'raised': '{call} 抛出了 {error}',
+    'not_array': '{call} 返回的是 {kind}，不是数组',
+    'shape': '{call} 返回的形状是 {got}，应为 {expected}',
+    'dtype': '{call} 对 {expected} 输入返回了 {got}：请保持输入的 dtype '
+             '（不要 astype，也不要 np.array(..., dtype=...)）',
+    'float64': '{call} 丢失了 float64 精度（误差 {error:.2g}）：请用输入的 dtype 计算，'
+               '中间不要经过 float32',
+    'not_finite': '{call} 得到了 {bad}',
+    'exp_overflow': '{call} 得到了 {bad}：exp(1000) 上溢为 inf；在 exp 之前先减去每行的最大值',
+    'exp_underflow': '{call} 得到了 {bad}：每个 exp(-1000) 都下溢为 0，而 0/0 是 nan；'
+                     '减去每行的最大值后，每行的和里都有一个 exp(0) = 1',
+    'log_underflow': '{call} 得到了 {bad}：某个概率下溢为 0，而 log(0) = -inf；'
+                     '请直接计算对数概率：o - max - log(sum(exp(o - max)))',
+    'per_example': '{call} 返回的形状是 {got}：请为每个样本返回一个损失，形状为 {expected}；'
+                   'backward 会把它们求和，更新时再除以批量大小',
+    'grad_numpy': '{call} 返回了 NumPy 数组，自动微分无法追踪它：请在函数内部用 mxnet.np 计算',
+    'grad_none': '没有梯度传到 {call} 的输入：只用 mxnet.np 的运算'
+                 '（不要 .asnumpy()，不要 NumPy，也不要用数值新建数组）',
+    'grad_wrong': '经过 {call} 的梯度最多相差 {error:.2g}',
+    # softmax
+    'softmax.pass': '通过：softmax 通过了全部 {count} 个隐藏测试（±1000 的 logits、全零的一行、'
+                    '空批量、float32 与 float64、梯度）',
+    'softmax.axis': '{call}：每一列的和为 1，而不是每一行：请在每行的各个类别上规范化，'
+                    'sum(axis=1, keepdims=True)',
+    'softmax.rows': '{call}：各行之和为 {sums}，不是 1：每个 exp 要除以它自己所在行的和',
+    'softmax.empty': '{call} 抛出了 {error}：MXNet 1.9.1 的 sum 在零行的批量上会出错；'
+                     '当 X.shape[0] == 0 时，在求和之前返回（一个与 X 形状相同的空结果）',
+    'softmax.wrong': '{call} 与真正的 softmax 最多相差 {error:.2g}',
+    # 由 logits 计算交叉熵
+    'cross_entropy.pass': '通过：由 logits 计算的交叉熵通过了全部 {count} 个隐藏测试'
+                          '（±1000 的 logits、全零的一行、float32 与 float64、梯度）',
+    'cross_entropy.sign': '{call} 是负数：损失是真实类别的对数概率的相反数',
+    'cross_entropy.wrong': '{call} 与 -log softmax(o)[i, y[i]] 最多相差 {error:.2g}',
+    # 精度
+    'accuracy.pass': '通过：accuracy 在全部 {count} 个隐藏测试中都正确统计了预测正确的数量',
+    'accuracy.axis': '{call} 得到 {got}，这是沿轴 0（样本）取 argmax 的计数：'
+                     '请沿轴 1（每行的各个类别）取 argmax',
+    'accuracy.fraction': '{call} 得到 {got}，这是比例：请返回预测正确的数量；'
+                         '本章在最后才除以总数，只除一次',
+    'accuracy.type': '{call} 抛出了 "Type inconsistent"：MXNet 只比较 dtype 相同的数组，'
+                     '而 argmax 返回 int64：请用 .astype(y.dtype) 转换',
+    'accuracy.not_summed': '{call} 返回的形状是 {got}：请把匹配结果求和成一个数',
+    'accuracy.wrong': '{call} 得到 {got}，应为 {expected} 个正确预测',
+    # sgd
+    'sgd.pass': '通过：sgd 原地把每个参数更新 lr * grad / batch_size（{count} 个隐藏测试）',
+    'sgd.unchanged': '{call} 没有改变参数：请原地更新每个参数（param[:] = ... 或 param -= ...）；'
+                     '把新数组绑定到循环变量上，更新就丢失了',
+    'sgd.batch_size': '{call} 的步长大了 {factor:g} 倍：请除以 batch_size；'
+                      '损失是对整个批量求和的，所以它的梯度也是一个和',
+    'sgd.sign': '{call} 让参数沿梯度方向上升了：应减去 lr * grad / batch_size',
+    'sgd.partial': '{call} 只更新了 {total} 个参数中的 {updated} 个：请遍历 params 中的全部参数',
+    'sgd.wrong': '{call} 与 param - lr * param.grad / batch_size 最多相差 {error:.2g}',
+    # 训练一个迭代周期
+    'train_epoch.pass': '通过：你的循环训练一个迭代周期后，参数的变化与 training.train_epoch '
+                        '相同，无论是从零实现的模型，还是 Gluon 的 Dense 与 Trainer',
+    'train_epoch.not_recorded': '{call}：{what} 是在 autograd.record() 之外计算的，backward '
+                                '没有计算图可循：请在 `with autograd.record():` 中计算 y_hat 和 l',
+    'train_epoch.no_step': '{call} 从未调用 updater.step：请在 l.backward() 之后调用 '
+                           'updater.step(X.shape[0])',
+    'train_epoch.steps': '{call} 对 {expected} 个小批量调用了 {got} 次 updater.step：'
+                         '每个小批量一步',
+    'train_epoch.step_size': '{call} 对大小为 {expected} 的批量调用了 updater.step({got})：'
+                             '请传入 X.shape[0]，即这个批量的大小（最后一个批量更小）',
+    'train_epoch.no_backward': '{call}：调用 updater.step 时梯度全为零：请在这一步之前调用 '
+                               'l.backward()',
+    'train_epoch.too_little': '{call} 让参数移动得少了约 {factor:.0f} 倍：请对逐样本损失 l'
+                              '（或 l.sum()）调用 backward，而不是 l.mean()；'
+                              'updater.step 已经除以了批量大小',
+    'train_epoch.params': '{call} 之后，参数与正确训练一个迭代周期的结果最多相差 {error:.2g}',
+    'train_epoch.result': '{call} 返回了 {got}：请返回（每个样本的平均损失，精度），'
+                          '这里约为 ({loss:.4f}, {acc:.4f})',
+    # 学习率的扫描
+    'learning_rate.pass': '通过：训练 {epochs} 个迭代周期后，lr {best:g} 的验证损失最低'
+                          '（{loss:.3f}）；lr {too_large} 的第一个迭代周期结束时损失高于 '
+                          'log(10) = 2.303，比未训练的模型还差',
+    'learning_rate.pass_none': '通过：训练 {epochs} 个迭代周期后，lr {best:g} 的验证损失最低'
+                               '（{loss:.3f}），没有哪个学习率的第一个迭代周期结束时高于 '
+                               'log(10) = 2.303',
+    'learning_rate.start': 'best_lr 是 None：先运行扫描，再把 best_lr 设为模型最终验证损失'
+                           '最低的那个学习率',
+    'learning_rate.not_offered': '{got!r} 不是扫描中的学习率之一，可选的是 {lrs}',
+    'learning_rate.best': 'lr {got:g} 最终的验证损失为 {loss:.3f}，而另一个学习率更低：'
+                          '请比较每个学习率最后的验证损失',
+    'learning_rate.too_large_start': 'too_large 是 None：请列出第一个迭代周期结束时平均训练损失'
+                                     '高于 log(10) = 2.303 的学习率',
+    'learning_rate.too_large_extra': 'too_large 中有 lr {lr:g}，它的第一个迭代周期结束时平均'
+                                     '训练损失为 {loss:.3f}，低于 log(10) = 2.303',
+    'learning_rate.too_large_missing': 'too_large 漏掉了一个学习率：它的第一个迭代周期结束时'
+                                       '平均训练损失高于 log(10) = 2.303',
+    'learning_rate.no_data': '扫描需要 Fashion-MNIST 数据集：{error}',
+    # 标签平滑
+    'label_smoothing.pass': '通过：标签平滑通过了全部 {count} 个隐藏测试（epsilon 为 0 和 0.1、'
+                            '±1000 的 logits、全零的一行、float64、梯度）',
+    'label_smoothing.ignores_epsilon': '{call} 等于普通的交叉熵：请把独热编码的目标与每个类别上的 '
+                                       'epsilon / K 混合',
+    'label_smoothing.k_minus_1': '{call} 把 epsilon 分给了其余 K - 1 个类别：这里要分给全部 '
+                                 'K 个类别，包括真实类别：'
+                                 'q = (1 - epsilon) * one_hot(y) + epsilon / K',
+    'label_smoothing.not_finite': '{call} 得到了 {bad}：一旦某个概率下溢为 0，log(softmax(o)) '
+                                  '就会出错，而 exp(1000) 会上溢；请使用 log-softmax '
+                                  'o - max - log(sum(exp(o - max)))',
+    'label_smoothing.wrong': '{call} 与 -sum(q * log softmax(o), axis=1) 最多相差 {error:.2g}',
 }}
 
 
 def set_language(lang):
-    """Print every later message from the table of ``lang`` (a key of :data:`MESSAGES`)."""
-    global LANGUAGE  # pylint: disable=global-statement
+    """Print every later message from the table of ``lang`` (a key of :data:`MESSAGES`); the
+    figures follow too (one language for the package)."""
     if lang not in MESSAGES:
         raise ValueError(f'no messages in {lang!r}; available: {", ".join(sorted(MESSAGES))}')
-    LANGUAGE = lang
+    language.set_language(lang)
 
 
 def message(msg_id, **values):
     """The text of ``msg_id`` in the current language (English where that table lacks it)."""
-    template = MESSAGES[LANGUAGE].get(msg_id, MESSAGES['en'][msg_id])
+    template = MESSAGES.get(language.current(), {}).get(msg_id, MESSAGES['en'][msg_id])
     return template.format(**values)
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 
 from . import cli
+from .language import kernel_env
 from .checkpoint import WriteError, atomic_write
 
 MATHJAX_CONFIG = 'TeX-AMS-MML_HTMLorMML-full,Safe'  # the configuration the package ships
@@ -55,13 +56,15 @@ def read_notebook(path):
 
 
 def execute(nb, path):
-    """Run every cell of ``nb`` in a kernel of this Python, in the notebook's own folder."""
+    """Run every cell of ``nb`` in a kernel of this Python, in the notebook's own folder, told
+    the notebook's path as Jupyter tells it (``gluon_softmax.language``)."""
     from nbclient import NotebookClient  # pylint: disable=import-outside-toplevel
     from nbclient.exceptions import CellExecutionError  # pylint: disable=import-outside-toplevel
     client = NotebookClient(nb, kernel_name='python3', timeout=CELL_TIMEOUT,
                             resources={'metadata': {'path': os.path.dirname(path) or '.'}})
     try:
-        client.execute()
+        # the notebook's path, as Jupyter gives it: a *.zh.ipynb runs in Chinese
+        client.execute(env=kernel_env(os.path.abspath(path)))
     except CellExecutionError as e:
         raise ExportError(f'{path}: a cell failed: {str(e).strip().splitlines()[-1]}') from e
 

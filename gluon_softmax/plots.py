@@ -1,18 +1,25 @@
 """Figures as pure functions: data in, ``plotly.graph_objects.Figure`` out (nothing is shown).
 
+Their words follow the package's language (``gluon_softmax.language``): in Chinese every title,
+axis, legend entry and class name found in :data:`ZH` is translated.
+
 Arrays may be NumPy arrays or ``mxnet.np`` arrays (anything with ``.asnumpy()``);
 class labels are optional sequences of names, by default the class numbers. The
 one stateful object, :class:`LiveCurves`, redraws :func:`curves_figure` in a
 notebook after each epoch.
 """
+import functools
 import math
 import os
+import re
 import sys
 
 import numpy as onp
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
+
+from . import language
 
 CURVES = (('train_loss', 'train loss'), ('val_loss', 'val loss'), ('test_loss', 'test loss'),
           ('train_acc', 'train acc'), ('val_acc', 'val acc'), ('test_acc', 'test acc'))
@@ -29,6 +36,136 @@ RIGHT = '#222222'
 TEMPLATE = 'plotly_white'
 FLOAT32_MAX_EXP = math.log(onp.finfo(onp.float32).max)  # exp(x) overflows float32 above ~88.72
 NOTEBOOK_RENDERER = 'plotly_mimetype+notebook'  # in a Jupyter kernel, see use_notebook_renderer
+
+
+# ----------------------------------------------------------------------------- language
+
+# The figures' words in Chinese (d2l-zh's terms), English -> Chinese. An entry with {} is a
+# pattern: each {} matches any text, which is translated in turn ('shirt / t-shirt' -> '衬衫 /
+# T恤'). Titles the notebook passes in are here too, so that its code stays the same in both
+# languages; anything without an entry is drawn as it is.
+ZH = {
+    # curves_figure and LiveCurves
+    'loss': '损失', 'accuracy': '精度', 'epoch': '迭代周期', 'mean cross-entropy': '平均交叉熵',
+    'train loss': '训练损失', 'val loss': '验证损失', 'test loss': '测试损失',
+    'train acc': '训练精度', 'val acc': '验证精度', 'test acc': '测试精度',
+    'train': '训练', 'val': '验证', 'test': '测试', '{} (dash)': '{}（线型）',
+    'Softmax regression on Fashion-MNIST': 'Fashion-MNIST 上的 softmax 回归',
+    '{}<br>{}': '{}<br>{}',
+    # images, predictions, confusion, weights
+    '{} / {} ({})': '{} / {}（{}）', '{} / {}': '{} / {}',
+    'Predictions (title: true / predicted; wrong ones in red)':
+        '预测（标题：真实类别 / 预测类别；预测错误的标为红色）',
+    'count': '数量', 'predicted class': '预测类别', 'true class': '真实类别',
+    'true %{y}, predicted %{x}: %{z} (%{customdata:.1%} of %{y})<extra></extra>':
+        '真实类别 %{y}，预测为 %{x}：%{z}（占 %{y} 的 %{customdata:.1%}）<extra></extra>',
+    'Confusion matrix on the test set': '测试集上的混淆矩阵',
+    'fraction correct': '预测正确的比例',
+    'Accuracy per class on the test set': '测试集上每个类别的精度',
+    '{} (overall {}, dashed; red: below it)': '{}（总体 {}，虚线；红色：低于总体）',
+    '{} taken for {}': '{} 被误认为 {}', 'test images': '测试图像数',
+    'Most-confused pairs of classes (test set)': '最容易混淆的类别对（测试集）',
+    'weight': '权重',
+    'Weights as images: one template per class (blue: evidence for it)':
+        '把权重画成图像：每个类别一个模板（蓝色：支持该类别的证据）',
+    # loss_functions_figure and softmax_stability_figure
+    'Huber (delta={})': 'Huber（delta={}）', 'gradient d loss / d y_hat': '梯度 d loss / d y_hat',
+    'residual y_hat - y': '残差 y_hat - y',
+    'Regression losses: L2, L1 and Huber (delta = {}, dotted)':
+        '回归损失：L2、L1 与 Huber（delta = {}，点线）',
+    'softmax: probability of the largest logit': 'softmax：最大 logit 的概率',
+    'cross-entropy of the smallest-logit class': 'logit 最小的类别的交叉熵',
+    'naive softmax': '朴素的 softmax', 'stable softmax (subtract the max)': '稳定的 softmax（减去最大值）',
+    'naive cross-entropy': '朴素的交叉熵', 'stable cross-entropy (LogSumExp)': '稳定的交叉熵（LogSumExp）',
+    'naive: nan / inf': '朴素实现：nan / inf',
+    't (logits t, t/2, 0), float32': 't（logits 为 t, t/2, 0），float32',
+    'probability': '概率', '-log probability': '-log 概率',
+    'Naive softmax overflows once exp(t) exceeds float32 (t > {}, dotted)':
+        '一旦 exp(t) 超出 float32 的范围，朴素的 softmax 就会上溢（t > {}，点线）',
+    # report.report_figures
+    'The first {} misclassified test images of {} (title: true / predicted (its probability))':
+        '前 {} 张分类错误的测试图像（共 {} 张错误）（标题：真实类别 / 预测类别（其概率））',
+    'The first {} test images (title: true / predicted (its probability))':
+        '前 {} 张测试图像（标题：真实类别 / 预测类别（其概率））',
+    # the walk-through's titles and run names
+    'The first 18 training images': '前 18 张训练图像',
+    'Softmax regression from scratch': '从零开始实现 softmax 回归',
+    'The from-scratch model on the first test images': '从零实现的模型在前几张测试图像上的预测',
+    'Softmax regression, concise': 'softmax 回归的简洁实现',
+    'scratch': '从零实现', 'concise': '简洁实现', 'From scratch vs concise': '从零实现与简洁实现',
+    'lr {}': '学习率 {}', 'batch {}': '批量 {}',
+    'Learning-rate sweep (concise model, batch size {})': '学习率扫描（简洁实现，批量大小 {}）',
+    'Batch-size sweep (concise model, lr {})': '批量大小扫描（简洁实现，学习率 {}）',
+    "The book's recipe for {} epochs, {} images held out for validation":
+        '书中的配方训练 {} 个迭代周期，留出 {} 张图像作验证集',
+    'The first 12 mistakes on the test set (true / predicted)':
+        '测试集上的前 12 个错误（真实类别 / 预测类别）',
+    'From-scratch model: the columns of W as images': '从零实现的模型：W 的各列画成图像',
+    'Concise model: the rows of the Dense weight as images': '简洁实现的模型：Dense 权重的各行画成图像',
+    'book recipe': '书中的配方', 'tuned recipe': '调优后的配方',
+    'Book vs tuned recipe, chosen on the validation split': '书中的配方与调优后的配方（在验证集上比较）',
+    'All 60000 training images, {} epochs': '全部 60000 张训练图像，{} 个迭代周期',
+}
+for _key, _label in CURVES:  # a run's curve: 'lr 0.1 train loss' -> '学习率 0.1 训练损失'
+    ZH[f'{{}} {_label}'] = f'{{}} {ZH[_label]}'
+
+
+@functools.lru_cache(maxsize=None)
+def _patterns():
+    """``[(regex, Chinese template)]`` for the entries of :data:`ZH` with ``{}``, the class
+    names added (``data.TEXT_LABELS_ZH``; data imports MXNet, so only once Chinese is asked)."""
+    from .data import TEXT_LABELS, TEXT_LABELS_ZH  # pylint: disable=import-outside-toplevel
+    exact = {**dict(zip(TEXT_LABELS, TEXT_LABELS_ZH)), **ZH}
+    # the most literal text first: 'The first {} test images (title: true / predicted (its
+    # probability))' before '{} / {} ({})', which would match it too
+    keys = sorted((key for key in ZH if '{}' in key), key=lambda key: -len(key.replace('{}', '')))
+    return exact, [(re.compile('(.+?)'.join(map(re.escape, key.split('{}'))) + '$', re.S), ZH[key])
+                   for key in keys]
+
+
+def translate(text, lang=None):
+    """``text`` in ``lang`` (default: the package's language, see ``gluon_softmax.language``);
+    unchanged in English and where the table has no entry."""
+    if (lang or language.current()) == 'en' or not isinstance(text, str) or not text:
+        return text
+    exact, patterns = _patterns()
+    if text in exact:
+        return exact[text]
+    for regex, zh in patterns:
+        match = regex.match(text)
+        if match:
+            return zh.format(*(translate(part, 'zh') for part in match.groups()))
+    return text
+
+
+def localized(fig):
+    """``fig`` with its words (titles, axes, legend, annotations, category names) in the
+    package's language; in English the very same figure, untouched."""
+    if language.current() == 'en':
+        return fig
+    fig.update_layout(title_text=translate(fig.layout.title.text))
+    fig.for_each_xaxis(lambda axis: axis.update(title_text=translate(axis.title.text)))
+    fig.for_each_yaxis(lambda axis: axis.update(title_text=translate(axis.title.text)))
+    fig.for_each_annotation(lambda note: note.update(text=translate(note.text)))
+    for trace in fig.data:
+        trace.name = translate(trace.name)
+        if 'hovertemplate' in trace:
+            trace.hovertemplate = translate(trace.hovertemplate)
+        if 'colorbar' in trace and trace.colorbar.title.text:
+            trace.colorbar.title.text = translate(trace.colorbar.title.text)
+        for axis in ('x', 'y'):  # class names on a bar chart's or a heatmap's axis
+            values = getattr(trace, axis, None)
+            if values is not None and len(values) and all(isinstance(v, str) for v in values):
+                setattr(trace, axis, [translate(v) for v in values])
+    return fig
+
+
+def in_language(function):
+    """Decorate a figure function so that its figure is :func:`localized`."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return localized(function(*args, **kwargs))
+    return wrapper
 
 
 def use_notebook_renderer():
@@ -66,6 +203,7 @@ def _runs(history):
     return {'': list(history)}
 
 
+@in_language
 def curves_figure(history, title='Softmax regression on Fashion-MNIST', subtitle=None, note=None):
     """Loss (left) and accuracy (right) against epoch, for training and test, lines+markers.
 
@@ -250,6 +388,7 @@ def _image_grid(images, titles, num_cols, colorscale, zmin, zmax, zmid=None, tit
     return fig
 
 
+@in_language
 def images_figure(X, titles=None, num_cols=9, title=None):
     """A grid of grayscale images (a batch ``X``), each titled by ``titles`` (e.g. text labels)."""
     images = as_images(X)
@@ -264,6 +403,7 @@ def _names(labels, indices):
     return [str(labels[int(i)]) if labels is not None else str(int(i)) for i in indices]
 
 
+@in_language
 def predictions_figure(X, y, y_hat_labels, labels=None, num_cols=6,
                        title='Predictions (title: true / predicted; wrong ones in red)',
                        probabilities=None):
@@ -316,6 +456,7 @@ def _class_names(labels, num_classes):
         [str(i) for i in range(num_classes)]
 
 
+@in_language
 def confusion_figure(y_true, y_pred, labels=None, num_classes=None,
                      title='Confusion matrix on the test set'):
     """Heatmap of :func:`confusion_matrix`: rows true class, columns predicted, counts written in.
@@ -345,6 +486,7 @@ def per_class_accuracy(y_true, y_pred, num_classes):
         return onp.where(totals > 0, onp.diag(cm) / totals, onp.nan)
 
 
+@in_language
 def per_class_accuracy_figure(y_true, y_pred, labels=None, num_classes=None,
                               title='Accuracy per class on the test set'):
     """Bars of :func:`per_class_accuracy`; overall accuracy as a dashed line and in the title."""
@@ -380,6 +522,7 @@ def most_confused_pairs(cm, labels=None, k=5):
     return [(names[i], names[j], int(cm[i, j])) for i, j in pairs if off[i, j] > 0]
 
 
+@in_language
 def confused_pairs_figure(cm, labels=None, k=10,
                           title='Most-confused pairs of classes (test set)'):
     """The ``k`` largest off-diagonal counts of a confusion matrix as bars, largest on top."""
@@ -392,6 +535,7 @@ def confused_pairs_figure(cm, labels=None, k=10,
     return fig
 
 
+@in_language
 def weights_figure(W, labels=None, num_cols=5,
                    title='Weights as images: one template per class (blue: evidence for it)'):
     """Each column of a ``(num_inputs, num_classes)`` weight matrix as a ``side x side`` image.
@@ -412,6 +556,7 @@ def weights_figure(W, labels=None, num_cols=5,
                        colorbar_title='weight')
 
 
+@in_language
 def loss_functions_figure(delta=1.0, max_residual=3.0, num=301):
     """L2, L1 and Huber loss of a residual ``r = y_hat - y``, and their derivatives in ``r``.
 
@@ -442,6 +587,7 @@ def loss_functions_figure(delta=1.0, max_residual=3.0, num=301):
     return fig
 
 
+@in_language
 def softmax_stability_figure(max_logit=120.0, num=241):
     """Naive vs stable softmax and cross-entropy in float32 as the logits grow.
 

@@ -14,7 +14,7 @@ import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np, npx
 
-from gluon_softmax import exercises, scratch, training
+from gluon_softmax import exercises, language, scratch, training
 from test_layers import import_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +26,11 @@ CHECKERS = {'check_softmax': 'softmax', 'check_cross_entropy': 'cross_entropy',
             'check_label_smoothing': 'label_smoothing'}
 
 
-def pattern(msg_id):
-    """A regex matching the English text of ``msg_id`` whatever values fill its fields."""
+def pattern(msg_id, lang='en'):
+    """A regex matching the text of ``msg_id`` (English by default) whatever values fill its
+    fields."""
     parts = []
-    for literal, field, _, _ in string.Formatter().parse(exercises.MESSAGES['en'][msg_id]):
+    for literal, field, _, _ in string.Formatter().parse(exercises.MESSAGES[lang][msg_id]):
         parts.append(re.escape(literal) + ('.+?' if field is not None else ''))
     return ''.join(parts)
 
@@ -518,16 +519,37 @@ def test_learning_rate_blank_and_missing_data(capsys, tmp_path):
 def test_every_message_comes_from_the_table_of_the_language(capsys, monkeypatch):
     """A second table changes what is printed, not how the checkers decide; ids it lacks fall
     back to English."""
-    monkeypatch.setattr(exercises, 'LANGUAGE', 'en')  # restored after the test
-    monkeypatch.setitem(exercises.MESSAGES, 'xx', {'not_yet': 'XX {hint}',
+    monkeypatch.setattr(language, 'LANGUAGE', 'en')  # restored after the test
+    monkeypatch.setitem(exercises.MESSAGES, 'zh', {'not_yet': 'XX {hint}',
                                                    'softmax.pass': 'XX ok {count}'})
-    exercises.set_language('xx')
+    exercises.set_language('zh')
     assert exercises.check_softmax(blank) is False
     assert printed(capsys) == ['XX ' + exercises.MESSAGES['en']['start'].format(name='blank')]
     assert exercises.check_softmax(scratch.softmax) is True
     assert printed(capsys) == ['XX ok 7']
-    with pytest.raises(ValueError, match="no messages in 'zz'; available: en, xx"):
+    assert language.current() == 'zh'  # one language for the package: the figures follow
+    with pytest.raises(ValueError, match="no messages in 'zz'; available: en, zh"):
         exercises.set_language('zz')
+
+
+def placeholders(template):
+    return sorted(field for _, field, _, _ in string.Formatter().parse(template) if field)
+
+
+def test_every_english_message_has_a_chinese_one_with_the_same_placeholders():
+    english, chinese = exercises.MESSAGES['en'], exercises.MESSAGES['zh']
+    assert sorted(set(english) - set(chinese)) == [], 'hints without a Chinese text'
+    assert sorted(set(chinese) - set(english)) == [], 'Chinese hints no checker prints'
+    for msg_id, text in english.items():
+        assert placeholders(chinese[msg_id]) == placeholders(text), msg_id
+        assert re.search('[\u4e00-\u9fff]', chinese[msg_id]), f'{msg_id}: not Chinese'
+
+
+def test_the_chinese_table_prints_chinese(capsys, monkeypatch):
+    monkeypatch.setattr(language, 'LANGUAGE', 'en')
+    exercises.set_language('zh')
+    assert exercises.check_softmax(blank) is False
+    assert printed(capsys) == ['还没通过：blank 抛出了 NotImplementedError：请把那一行换成你的代码']
 
 
 def test_the_checkers_use_only_the_chapter_mxnet_and_numpy():
@@ -535,7 +557,7 @@ def test_the_checkers_use_only_the_chapter_mxnet_and_numpy():
     problems = import_problems(path.read_text(encoding='utf-8'), str(path), third_party=True)
     assert problems == []
     source = path.read_text(encoding='utf-8')
-    assert 'from gluon_softmax import concise, data, scratch, training' in source
+    assert 'from gluon_softmax import concise, data, language, scratch, training' in source
     assert import_problems('from gluon_softmax import runs', third_party=True)  # it would see
 
 
@@ -628,8 +650,10 @@ def execute(name, kernel):
     nb = nbformat.read(str(NOTEBOOKS / name), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(
         'import sys, gluon_softmax\nprint(sys.prefix)\nprint(gluon_softmax.__file__)'))
+    # the kernel is told the notebook's path as Jupyter tells it: a .zh.ipynb runs in Chinese
     NotebookClient(nb, kernel_name=kernel, timeout=60, allow_errors=False,
-                   resources={'metadata': {'path': str(NOTEBOOKS)}}).execute()
+                   resources={'metadata': {'path': str(NOTEBOOKS)}}).execute(
+                       env=language.kernel_env(NOTEBOOKS / name))
     cells = [cell for cell in nb.cells if cell.cell_type == 'code']
     texts = [''.join(out.get('text', '') for out in cell.outputs if out.output_type == 'stream')
              for cell in cells]
@@ -670,3 +694,23 @@ def test_solutions_notebook_runs_and_every_checker_passes(kernel, real_data_dir)
         assert re.fullmatch(pattern(f'{exercise}.pass'), text), (exercise, text)
     sweep = next(text for cell, text in zip(cells, texts) if 'SWEEP_LRS:' in cell.source)
     assert len(re.findall(r'lr +\S+: first epoch +\S+, validation +\S+', sweep)) == 4
+
+
+@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_chinese_exercises_notebook_gives_every_hint_in_chinese(kernel, real_data_dir):
+    cells, texts = execute('exercises.zh.ipynb', kernel)
+    for exercise, text in checker_lines(cells, texts):
+        start = 'learning_rate.start' if exercise == 'learning_rate' else 'start'
+        not_yet = re.escape(exercises.MESSAGES['zh']['not_yet'].format(hint=''))
+        assert re.fullmatch(not_yet + pattern(start, 'zh'), text), (exercise, text)
+
+
+@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_chinese_solutions_notebook_passes_every_checker_in_chinese(kernel, real_data_dir):
+    cells, texts = execute('solutions.zh.ipynb', kernel)
+    for exercise, text in checker_lines(cells, texts):
+        assert re.fullmatch(pattern(f'{exercise}.pass', 'zh'), text), (exercise, text)

@@ -62,3 +62,21 @@ def test_an_out_that_cannot_be_written_keeps_what_was_there(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and f'{tmp_path / "no" / "page.html"}' in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ['small.ipynb']
+
+
+@pytest.mark.slow  # two kernels: the full suite only
+def test_execute_tells_the_kernel_the_notebooks_name_so_a_zh_notebook_runs_in_chinese(
+        tmp_path, monkeypatch):
+    from ipykernel.kernelspec import install
+    install(kernel_name='python3', prefix=str(tmp_path / 'jupyter'))  # this Python as kernel
+    monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter' / 'share' / 'jupyter'))
+    monkeypatch.delenv('GLUON_SOFTMAX_LANG', raising=False)
+    for name in ('small.ipynb', 'small.zh.ipynb'):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(
+            'from gluon_softmax import language, plots\n'
+            "print('language:', language.current(), plots.translate('epoch'))")]
+        nbformat.write(nb, str(tmp_path / name))
+        assert export.main([str(tmp_path / name), '--execute']) == 0
+    assert 'language: en epoch' in (tmp_path / 'small.html').read_text(encoding='utf-8')
+    assert 'language: zh 迭代周期' in (tmp_path / 'small.zh.html').read_text(encoding='utf-8')

@@ -15,9 +15,9 @@ import gluon_softmax
 PACKAGE = 'gluon_softmax'
 PACKAGE_DIR = pathlib.Path(gluon_softmax.__file__).parent
 CHAPTER = ('scratch', 'concise', 'training')
-# what the chapter may use of the package: itself, the data and plotting modules, and the
+# what the chapter may use of the package: itself, the data, plotting and language modules, the
 # NumPy-only IDX reader and the DataLoader worker processes under the data module
-ALLOWED_MODULES = {*CHAPTER, 'data', 'plots', 'idx', 'loader_workers'}
+ALLOWED_MODULES = {*CHAPTER, 'data', 'plots', 'idx', 'loader_workers', 'language'}
 ALLOWED_TOP_LEVEL = {'mxnet'} | set(sys.stdlib_module_names)
 # the layers around the chapter, which it must never import (a new module is refused too:
 # the check allows by name, it does not forbid by name)

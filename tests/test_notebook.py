@@ -214,3 +214,61 @@ def screenshot_cells(tmp_path, html_path, first, png, size=(1280, 900)):
     if keep:
         os.makedirs(keep, exist_ok=True)
         shutil.copy(png, os.path.join(keep, png.name))
+
+
+NOTEBOOK_ZH = NOTEBOOK.with_name('softmax_regression.zh.ipynb')
+CJK = re.compile('[\u4e00-\u9fff]')
+
+
+def figure_layouts(cells):
+    """The Plotly layout of every figure the cells displayed (a live figure: its last state)."""
+    return [out['data'][PLOTLY_MIME]['layout'] for cell in cells for out in plotly_outputs(cell)]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(LONG_TEST_SECONDS)  # the whole chapter on the whole data set, in Chinese
+def test_chinese_notebook_runs_in_its_quick_setting_with_chinese_figures(tmp_path, monkeypatch,
+                                                                          real_data_dir):
+    from ipykernel.kernelspec import install
+    from nbclient import NotebookClient
+    from gluon_softmax import language
+
+    install(kernel_name='python3', prefix=str(tmp_path / 'jupyter'))
+    monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter' / 'share' / 'jupyter'))
+    nb = nbformat.read(str(NOTEBOOK_ZH), as_version=4)
+    code_cells(nb)[0].source = quick_cell(code_cells(nb)[0].source, tmp_path / 'reports')
+    nb.cells.append(nbformat.v4.new_code_cell(
+        'import gluon_softmax\nfrom gluon_softmax import language\n'
+        'print(gluon_softmax.__file__, language.current())'))
+    client = NotebookClient(nb, kernel_name='python3', timeout=300, allow_errors=False,
+                            resources={'metadata': {'path': str(NOTEBOOK.parent)}})
+    # as Jupyter starts a kernel for this file: only its name says Chinese
+    client.execute(env=language.kernel_env(NOTEBOOK_ZH))
+
+    cells = code_cells(nb)
+    package, lang = cells[-1].outputs[0].text.split()
+    assert Path(package).parent == Path(gluon_softmax.__file__).parent and lang == 'zh'
+    assert not [out for cell in cells for out in cell.outputs if out.output_type == 'error']
+    layouts = figure_layouts(cells[:-1])
+    titles = [layout.get('title', {}).get('text', '') for layout in layouts]
+    assert len(titles) >= 14
+    # every figure the package draws has its title in Chinese; the notebook's own Plotly
+    # figure (the costs of section 7) keeps the English its code gives it
+    english = [t for t in titles if not CJK.search(t)]
+    assert english == ['Average cost per test image, by true class'], english
+    assert '前 18 张训练图像' in titles and '从零开始实现 softmax 回归' in titles
+    images = layouts[titles.index('前 18 张训练图像')]
+    names = {a['text'] for a in images['annotations']}
+    assert names <= set(gluon_softmax.data.TEXT_LABELS_ZH) and len(names) >= 5  # the class names
+
+    page = export_html(nb, tmp_path / 'softmax_regression.zh.html')
+    assert '前 18 张训练图像' in page and '下面是前 18 张训练图像及其标签' in page
+    # screenshots: a Chinese text cell with the figure under it, and the live curves
+    text_cell = next(c for c in nb.cells if c.cell_type == 'markdown' and
+                     'get_fashion_mnist_labels' in c.source)
+    screenshot_cells(tmp_path, tmp_path / 'softmax_regression.zh.html', text_cell,
+                     tmp_path / 'notebook-zh-text-and-images.png')
+    live = next(c for c in cells if 'LiveCurves(' in c.source)
+    screenshot_cells(tmp_path, tmp_path / 'softmax_regression.zh.html', first_cell_before(nb, live),
+                     tmp_path / 'notebook-zh-curves.png')
