@@ -25,13 +25,13 @@ FILE`` the launcher places the processes on the hosts of FILE (see
 :func:`read_hosts`, :func:`place`) and starts each one through the ``--remote``
 template (``ssh -o BatchMode=yes {host}`` unless told otherwise), which gets one
 more argument: a shell command line that sets the variables, changes to
-``--cwd`` and runs a small Python wrapper (:data:`REMOTE_WRAPPER`) around the
-process. The launcher keeps a pipe to each remote wrapper's stdin: a signal is
+``--cwd`` and runs a small Python wrapper around the process
+(:data:`~gluon_softmax.scale.processes.REMOTE_WRAPPER`). The launcher keeps a pipe to each remote wrapper's stdin: a signal is
 forwarded as a line carrying its number, and the end of the pipe (the launcher,
 or the ssh client, gone) makes the wrapper SIGKILL its process group, so nothing
 outlives the job on any host. Before starting anything the launcher runs the
-interpreter once on every host (:data:`FACTS`): an unreachable host, a missing
-``--cwd`` or interpreter is one ``error:`` line naming the host, exit 2. The pid
+interpreter once on every host (:data:`~gluon_softmax.scale.hosts.FACTS`): an unreachable
+host, a missing ``--cwd`` or interpreter is one ``error:`` line naming the host, exit 2. The pid
 lines then read ``launch: <role> <i> pid <PID> on <host>``, PID being the local
 end (the ssh client).
 
@@ -51,92 +51,27 @@ with SIGKILL, Linux kills the processes it started (``PR_SET_PDEATHSIG``), thoug
 not what they started in turn.
 """
 import argparse
-import ctypes
 import os
 import shlex
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 
-from gluon_softmax.cli import EXIT_USAGE, Parser, number_type
+from gluon_softmax.run.cli import EXIT_USAGE, Parser, number_type
+from gluon_softmax.run.signals import SignalLatch
+from gluon_softmax.scale.hosts import (LOCALHOST, MAX_PROCESSES, MAX_PROCESSES_PER_CORE,
+                                       HostsError, dmlc_env, free_port, local_facts, misfit,
+                                       place, probe, read_hosts)
+from gluon_softmax.scale.processes import (POLL_SECONDS, check_command, describe_exit,
+                                           exit_status, remote_argv, remote_line, start, stop,
+                                           wait_until)
 
 EXIT_TIMEOUT = 124  # as coreutils' timeout(1)
-POLL_SECONDS = 0.1
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 SETTLE_SECONDS = 1.0  # after a first failure, how long to wait for the others to show theirs
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-LOOPBACK_HOST, LOOPBACK_INTERFACE = '127.0.0.1', 'lo'
 # importing gluon_softmax first restores numpy.bool, which MXNet needs on NumPy 1.26 (Python 3.12)
 SERVICE_CODE = 'import gluon_softmax, mxnet'
 SERVICE_COMMAND = (sys.executable, '-c', SERVICE_CODE)
 DEFAULT_REMOTE = 'ssh -o BatchMode=yes {host}'
-HOST_OPTIONS = ('slots', 'address', 'interface')  # the NAME=VALUE words a hosts file line may have
-PROBE_SECONDS = 30.0  # how long a host gets to answer FACTS before the job is refused
-# Peak memory (maximum resident set size from /usr/bin/time -v, on the 2-core machine this was
-# written on): one worker of the default recipe, `launch -n 1 -- /usr/bin/time -v python -m
-# gluon_softmax.train --kvstore dist_sync --epochs 2 --seed 0`, peaked at 628,632 kB (the data
-# set as float32 arrays plus MXNet itself); `python -c "import mxnet"`, which is all a scheduler
-# or server is, at 182,936 kB. Rounded up, so that the check errs on the side of refusing.
-WORKER_PEAK_BYTES = 640 * 2**20
-SERVICE_PEAK_BYTES = 200 * 2**20
-# Every worker keeps a core busy (the loop is compute-bound and synchronous): past a few
-# processes per core the job only waits for its slowest worker, and the machine for all of them.
-MAX_PROCESSES_PER_CORE = 4
-# A bound on every count the user gives (-n, -s, slots=), checked before any list is built from
-# it: far beyond what a job of 600 MiB workers fits on (--force included), far below what
-# would take the launcher's own memory.
-MAX_PROCESSES = 4096
-
-# Run by the interpreter on every host before a --hosts job starts (which also shows that the
-# host answers, and that --cwd and the interpreter are there), and here for a job on this
-# machine: prints the bytes available (MemAvailable, -1 if unknown) and the usable cores.
-FACTS = """
-import os
-available = -1
-try:
-    with open('/proc/meminfo') as f:
-        available = next(int(line.split()[1]) * 1024 for line in f
-                         if line.startswith('MemAvailable:'))
-except (OSError, StopIteration, ValueError, IndexError):
-    pass
-cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-print(available, cores)
-"""
-# Runs every process of a --hosts job on its host, as `python -c REMOTE_WRAPPER COMMAND...`.
-# Killing the local ssh client does not kill what it started on the remote host, so the
-# launcher keeps a pipe to this wrapper's stdin: a line with a signal number is forwarded to
-# the command's process group; the end of the pipe (launcher or ssh gone) SIGKILLs the group.
-# If the wrapper itself is killed, PR_SET_PDEATHSIG (1) takes the command with it. It exits
-# like the command did, a death by signal included. Self-contained: the host may run an
-# older gluon_softmax, or none, for the scheduler and servers.
-REMOTE_WRAPPER = """
-import ctypes, os, signal, subprocess, sys, threading
-child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, start_new_session=True,
-                         preexec_fn=lambda: ctypes.CDLL(None).prctl(1, signal.SIGKILL))
-def signal_group(signum):
-    try:
-        os.killpg(child.pid, signum)
-    except OSError:
-        pass
-def relay():
-    for line in sys.stdin:
-        if line.strip().isdigit():
-            signal_group(int(line))
-    signal_group(signal.SIGKILL)
-threading.Thread(target=relay, daemon=True).start()
-status = child.wait()
-signal_group(signal.SIGKILL)
-if status < 0:
-    try:
-        signal.signal(-status, signal.SIG_DFL)
-    except (OSError, ValueError):
-        pass
-    os.kill(os.getpid(), -status)
-sys.exit(status)
-"""
 
 
 process_count = number_type(int, 1, high=MAX_PROCESSES + 1,
@@ -240,273 +175,6 @@ def check_host_flags(parser, args):
     args.env = variables
 
 
-def dmlc_env(role, num_workers, num_servers, port, host=LOOPBACK_HOST,
-             interface=LOOPBACK_INTERFACE, node_host=None):
-    """The ``DMLC_*`` variables that tell one ps-lite process its role and where the job is.
-
-    Parameters
-    ----------
-    role : str
-        ``'scheduler'``, ``'server'`` or ``'worker'``.
-    num_workers, num_servers : int
-        Totals over the whole job (every process gets the same).
-    port : int
-        The scheduler's TCP port on ``host``.
-    host : str
-        The scheduler's address.
-    interface : str or None
-        The network interface that carries this process's own address (None: not set).
-    node_host : str, optional
-        This process's own address (default: ``host``, as on loopback where every process
-        is on this machine).
-
-    Returns
-    -------
-    dict of str to str, to lay over ``os.environ``.
-    """
-    env = {'DMLC_ROLE': role,
-           'DMLC_PS_ROOT_URI': host,
-           'DMLC_PS_ROOT_PORT': str(port),
-           'DMLC_NUM_WORKER': str(num_workers),
-           'DMLC_NUM_SERVER': str(num_servers),
-           'DMLC_NODE_HOST': host if node_host is None else node_host}
-    if interface is not None:
-        env['DMLC_INTERFACE'] = interface
-    return env
-
-
-class HostsError(ValueError):
-    """A hosts file, a host or a placement the launcher cannot use; the message says why."""
-
-
-class Host:
-    """One host of a job: the name the ``--remote`` template gets, its address, slots, interface."""
-
-    def __init__(self, name, address, slots=1, interface=None):
-        self.name, self.address, self.slots, self.interface = name, address, slots, interface
-
-    def __repr__(self):
-        return self.name
-
-
-LOCALHOST = Host('localhost', LOOPBACK_HOST, interface=LOOPBACK_INTERFACE)
-
-
-def read_hosts(path):
-    """The hosts listed in ``path``: ``NAME [slots=N] [address=A] [interface=IF]`` per line.
-
-    ``#`` starts a comment; ``slots=0`` makes a host for the scheduler and servers only.
-    Without ``address=`` the name is resolved here, so it must resolve to the same IPv4
-    address on this machine as between the hosts.
-    """
-    try:
-        with open(path, encoding='utf-8') as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise HostsError(f'cannot read it: {getattr(e, "strerror", None) or e}') from None
-    hosts = []
-    for number, line in enumerate(lines, 1):
-        words = line.split('#', 1)[0].split()
-        if not words:
-            continue
-        name, options = words[0], {}
-        for word in words[1:]:
-            key, sep, value = word.partition('=')
-            if not sep or key not in HOST_OPTIONS or not value or key in options:
-                raise HostsError(f'line {number}: expected NAME [slots=N] [address=A] '
-                                 f'[interface=IF], got {line.strip()!r}')
-            options[key] = value
-        if any(h.name == name for h in hosts):
-            raise HostsError(f'line {number}: host {name!r} is listed twice (use slots=N)')
-        slots = options.get('slots', '1')
-        if not (slots.isascii() and slots.isdigit()) or int(slots) > MAX_PROCESSES:
-            raise HostsError(f'line {number}: slots must be an integer from 0 to '
-                             f'{MAX_PROCESSES}, got {slots!r}')
-        hosts.append(Host(name, host_address(name, options.get('address'), number),
-                          int(slots), options.get('interface')))
-    if not any(h.slots for h in hosts):
-        raise HostsError('no host with slots for workers in it' if hosts else 'no hosts in it')
-    return hosts
-
-
-def host_address(name, address, number):
-    """The IPv4 address of host ``name``: ``address`` if given, else ``name`` resolved here."""
-    if address is None:
-        try:
-            return socket.gethostbyname(name)
-        except (socket.gaierror, UnicodeError) as e:
-            raise HostsError(f'line {number}: cannot resolve {name!r} here ({e}); give its '
-                             f'address with address=A') from None
-    try:
-        socket.inet_aton(address)
-    except OSError:
-        raise HostsError(f'line {number}: address={address} is not an IPv4 address') from None
-    return address
-
-
-def place(hosts, num_workers, num_servers, scheduler_host):
-    """``[(role, index, host)]``: scheduler and servers on ``scheduler_host``, workers by slots.
-
-    Workers fill the first host's slots, then the next host's, and start over at the first
-    host when every slot is taken.
-    """
-    total = sum(host.slots for host in hosts)
-
-    def host_of(worker):
-        # the (worker mod total)-th slot, counted without a list of every slot
-        slot = worker % total
-        for host in hosts:
-            if slot < host.slots:
-                return host
-            slot -= host.slots
-        raise AssertionError('unreachable: slot < total')
-    return ([('scheduler', 0, scheduler_host)]
-            + [('server', i, scheduler_host) for i in range(num_servers)]
-            + [('worker', i, host_of(i)) for i in range(num_workers)])
-
-
-def free_port(host=LOOPBACK_HOST):
-    """A TCP port on ``host`` that nothing listens on right now."""
-    # The port is free when we close the socket; the scheduler binds it a moment later.
-    # Another program could take it in between, which would show as a failed scheduler.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def parse_facts(stdout):
-    """``(bytes available or None, cores)`` from the output of :data:`FACTS`; None if garbled."""
-    try:
-        available, cores = (int(word) for word in stdout.strip().splitlines()[-1].split())
-    except (IndexError, ValueError):
-        return None
-    return (available if available >= 0 else None), max(cores, 1)
-
-
-def local_facts():
-    """What :data:`FACTS` says about this machine."""
-    try:
-        stdout = subprocess.run([sys.executable, '-c', FACTS], capture_output=True, text=True,
-                                timeout=PROBE_SECONDS, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        stdout = ''  # then only the core count is checked, as far as Python knows it
-    return parse_facts(stdout) or (None, os.cpu_count() or 1)
-
-
-def misfit(roles, available, cores):
-    """Why ``roles`` overflow ``available`` bytes (None: unknown) or ``cores``; None if not."""
-    workers = roles.count('worker')
-    need = workers * WORKER_PEAK_BYTES + (len(roles) - workers) * SERVICE_PEAK_BYTES
-    if available is not None and need > available:
-        return (f'{workers} workers and {len(roles) - workers} scheduler/servers need about '
-                f'{need / 2**30:.1f} GiB ({WORKER_PEAK_BYTES // 2**20} MiB per worker, '
-                f'measured) but {available / 2**30:.1f} GiB is available (MemAvailable); '
-                f'--force starts it anyway')
-    if len(roles) > MAX_PROCESSES_PER_CORE * cores:
-        return (f'{len(roles)} processes for {cores} cores (more than {MAX_PROCESSES_PER_CORE} '
-                f'per core); --force starts it anyway')
-    return None
-
-
-class Child:
-    """One started process: its role, its index within the role and its ``Popen``."""
-
-    def __init__(self, role, index, proc):
-        self.role, self.index, self.proc = role, index, proc
-
-    def __repr__(self):
-        return f'{self.role} {self.index} (pid {self.proc.pid})'
-
-    def running(self):
-        """True until the process has exited (and has been reaped)."""
-        return self.proc.poll() is None
-
-    def failed(self):
-        """True if the process exited with a non-zero status or by a signal."""
-        return self.proc.poll() not in (None, 0)
-
-    def signal_group(self, signum):
-        """Send ``signum`` to the process's group (its session), if anyone is left in it."""
-        # start_new_session made the child a group leader, so its pid names the group and
-        # the signal also reaches whatever the command started (a shell's children).
-        try:
-            os.killpg(self.proc.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass  # the group is gone (some systems say EPERM when only a zombie is left)
-
-
-class RemoteChild(Child):
-    """A process on another host: its ``Popen`` is the remote command (ssh) that started it."""
-
-    def __init__(self, role, index, proc, host):
-        super().__init__(role, index, proc)
-        self.host = host
-
-    def __repr__(self):
-        return f'{self.role} {self.index} on {self.host} (pid {self.proc.pid})'
-
-    def signal_group(self, signum):
-        """Have :data:`REMOTE_WRAPPER` send ``signum`` to the remote group (SIGKILL: end it)."""
-        if signum == signal.SIGKILL:
-            # The local end dies; the wrapper, on this machine or behind ssh, sees its stdin
-            # close and SIGKILLs its group.
-            super().signal_group(signum)
-            return
-        try:
-            self.proc.stdin.write(f'{int(signum)}\n'.encode())
-            self.proc.stdin.flush()
-        except (OSError, ValueError):
-            pass  # the wrapper is gone already
-
-
-def die_with_parent():
-    """In a child, before exec: ask Linux to SIGKILL it if the launcher itself dies."""
-    # the one case the launcher cannot clean up after: being killed with SIGKILL
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: children then outlive a SIGKILLed launcher
-
-
-def start(role, index, command, env, host=None):
-    """Start ``command`` in a new session with ``env``; announce its pid on stderr.
-
-    With a ``host``, ``command`` is the remote command that runs the process there; it gets
-    a pipe as stdin, through which :class:`RemoteChild` signals it.
-    """
-    proc = subprocess.Popen(command, env=env, start_new_session=True,
-                            preexec_fn=die_with_parent,
-                            stdin=None if host is None else subprocess.PIPE)
-    where = '' if host is None else f' on {host}'
-    print(f'launch: {role} {index} pid {proc.pid}{where}', file=sys.stderr, flush=True)
-    return Child(role, index, proc) if host is None else RemoteChild(role, index, proc, host)
-
-
-def remote_argv(template, host, line):
-    """The ``--remote`` template for ``host``, split as a shell would, then ``line``."""
-    return [word.replace('{host}', host.name) for word in shlex.split(template)] + [line]
-
-
-def remote_line(cwd, command, variables=None):
-    """The shell command line a host runs: cd to ``cwd``, set ``variables``, run ``command``.
-
-    With ``variables`` the command runs under :data:`REMOTE_WRAPPER` (through the same
-    interpreter); without, it runs as it is.
-    """
-    if variables is not None:
-        settings = [f'{name}={value}' for name, value in variables.items()]
-        command = ['env', *settings, command[0], '-c', REMOTE_WRAPPER, *command]
-    return f'cd -- {shlex.quote(cwd)} && exec {shlex.join(command)}'
-
-
-def check_command(command):
-    """Raise FileNotFoundError unless ``command[0]`` names an executable file (on PATH)."""
-    # Checked before anything starts, so a typo costs no scheduler or servers; Popen's own
-    # OSError still covers what this misses (a file the kernel cannot execute).
-    if shutil.which(command[0]) is None:
-        raise FileNotFoundError('not an executable file, nor one found on PATH')
-
-
 def start_all(args, plan, children):
     """Start the ``plan``'s processes, appending each to ``children`` as it starts."""
     if args.hosts is None:
@@ -526,114 +194,6 @@ def start_all(args, plan, children):
         command = args.command if role == 'worker' else [python, '-c', SERVICE_CODE]
         argv = remote_argv(args.remote, host, remote_line(args.cwd, command, variables))
         children.append(start(role, index, argv, os.environ, host))
-
-
-def probe(args, hosts):
-    """Run :data:`FACTS` on every host at once; ``{host: facts}``, or HostsError naming one."""
-    # one that fails, or does not answer within PROBE_SECONDS (ssh may wait long to connect)
-    line = remote_line(args.cwd, [args.command[0], '-c', FACTS])
-    procs = {host: subprocess.Popen(remote_argv(args.remote, host, line),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                    preexec_fn=die_with_parent)
-             for host in hosts}
-    seconds = min(PROBE_SECONDS, args.timeout)
-    deadline = time.monotonic() + seconds
-    facts = {}
-    try:
-        for host, proc in procs.items():
-            try:
-                out, err = proc.communicate(timeout=max(deadline - time.monotonic(), 0.01))
-            except subprocess.TimeoutExpired:
-                raise HostsError(f'host {host} (--hosts {args.hosts}): no answer within '
-                                 f'{seconds:g} s') from None
-            facts[host] = parse_facts(out) if proc.returncode == 0 else None
-            if facts[host] is None:
-                said = err.strip().splitlines()[-1:] or ['no output']
-                raise HostsError(f'host {host} (--hosts {args.hosts}): cannot run '
-                                 f'{args.command[0]} in {args.cwd} there (status '
-                                 f'{proc.returncode}): {said[0]}')
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    return facts
-
-
-def describe_exit(child):
-    """``'exited with status S'`` or ``'was killed by SIGNAME'`` for a finished child."""
-    status = child.proc.returncode
-    if status >= 0:
-        return f'exited with status {status}'
-    try:
-        name = signal.Signals(-status).name
-    except ValueError:
-        name = f'signal {-status}'
-    return f'was killed by {name}'
-
-
-def exit_status(child):
-    """The launcher's exit status for a failed child: its status, or 128 + signal number."""
-    status = child.proc.returncode
-    return status if status > 0 else 128 - status
-
-
-def wait_until(predicate, seconds, interrupted=lambda: False):
-    """Poll ``predicate()`` until it is true, ``seconds`` have passed or ``interrupted()``."""
-    deadline = time.monotonic() + seconds
-    while not predicate() and time.monotonic() < deadline and not interrupted():
-        time.sleep(POLL_SECONDS)
-
-
-def stop(children, grace, signum=signal.SIGTERM, interrupted=lambda: False):
-    """Send ``signum`` to the running ``children``, SIGKILL whoever is left after ``grace`` s.
-
-    Every child has been reaped on return (unless a SIGKILLed process fails to die within
-    a few seconds, which is reported).
-    """
-    running = [c for c in children if c.running()]
-    for child in running:
-        child.signal_group(signum)
-    wait_until(lambda: not any(c.running() for c in running), grace, interrupted)
-    # SIGKILL is essential: a worker blocked in MXNet's C++ code waiting for a dead peer
-    # never gets back to the interpreter to run a Python SIGTERM handler.
-    killed = [c for c in running if c.running()]
-    for child in killed:
-        child.signal_group(signal.SIGKILL)
-    for child in killed:
-        try:
-            child.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            print(f'launch: warning: {child} did not die after SIGKILL', file=sys.stderr)
-
-
-class SignalLatch:
-    """Records the signals the launcher receives instead of dying on them."""
-
-    def __init__(self):
-        self.received = []
-        self._previous = {}
-
-    def __enter__(self):
-        for signum in FORWARDED_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._record)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _record(self, signum, frame):
-        self.received.append(signum)
-
-    def first(self):
-        """The first signal received, or None."""
-        return self.received[0] if self.received else None
-
-    def more_than(self, count):
-        """A callable: has the launcher received more than ``count`` signals?"""
-        return lambda: len(self.received) > count
 
 
 def supervise(children, args, latch):

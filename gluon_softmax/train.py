@@ -4,8 +4,9 @@ Trains softmax regression (concise or from scratch) on Fashion-MNIST and
 writes ``metrics.json``, ``curves.html``, ``report.html``, ``model.params`` and
 ``checkpoint.npz`` into ``--out``. It composes the layers: the chapter's
 ``training.train`` loop with its ``train_epoch`` on one device (the scale-out epoch,
-``parallel.DataParallel``, for several devices or worker processes) and run management
-(``runs``, ``checkpoint``, ``report``), which wraps what the loop is given.
+``scale.parallel.DataParallel``, for several devices or worker processes) and run management
+(``gluon_softmax.run``: watch, progress, checkpoint, report), which wraps what the loop is
+given.
 """
 import dataclasses
 import json
@@ -15,16 +16,20 @@ import random
 import shlex
 import sys
 
-from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, atomic_write,
-                                      load_checkpoint, read_checkpoint, save_checkpoint,
-                                      write_text)
-from gluon_softmax.cli import Parser, non_negative_int, positive_float
 from gluon_softmax.idx import SPLITS
-from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, PLOTLY_JS, REPORT,
-                                Diverged,
-                                EpochRunner, Interrupted, LossWatch, RunDirectory,
-                                RunDirectoryError, StopOnSignal, guard_streams, progress_bar)
-from gluon_softmax.settings import KVSTORES, Recipe, add_recipe_arguments, flag_name
+from gluon_softmax.run.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint,
+                                          read_checkpoint, save_checkpoint)
+from gluon_softmax.run.cli import Parser, non_negative_int, positive_float
+from gluon_softmax.run.epoch import EpochRunner
+from gluon_softmax.run.files import WriteError, atomic_write, write_text
+from gluon_softmax.run.progress import progress_bar
+from gluon_softmax.run.rundir import (CURVES, METRICS, PARAMS, PLOTLY_JS, REPORT, RunDirectory,
+                                      RunDirectoryError)
+from gluon_softmax.run.settings import Recipe, add_recipe_arguments, flag_name
+from gluon_softmax.run.signals import Interrupted, StopOnSignal
+from gluon_softmax.run.streams import guard_streams
+from gluon_softmax.run.watch import DEFAULT_MAX_LOSS, Diverged, LossWatch
+from gluon_softmax.scale import KVSTORES
 
 EXIT_DIVERGED = 3
 
@@ -43,7 +48,7 @@ def program_name(argv0=None):
     return os.path.basename(argv0)  # the console script
 
 
-# Where and how a run trains (the recipe's own flags come from settings.Recipe): each flag's
+# Where and how a run trains (the recipe's own flags come from run.settings.Recipe): each flag's
 # argparse options, help ending in its default
 RUN_FLAGS = (
     (('--ctx',), dict(default='cpu', metavar='DEVICE', help=(
@@ -79,7 +84,7 @@ RUN_FLAGS = (
 
 
 def build_parser():
-    """The CLI's flags: the recipe's (settings.Recipe), then where and how to run it."""
+    """The CLI's flags: the recipe's (run.settings.Recipe), then where and how to run it."""
     p = Parser(prog=program_name(),
                description='Train softmax regression on Fashion-MNIST with MXNet Gluon.')
     add_recipe_arguments(p)
@@ -189,7 +194,7 @@ def check_settings(recipe):
 
 
 def claim_out(args, recipe, out):
-    """The run directory, owned by this run (see :class:`gluon_softmax.runs.RunDirectory`)."""
+    """The run directory, owned by this run (see :class:`gluon_softmax.run.rundir.RunDirectory`)."""
     if args.resume is not None:
         return RunDirectory(out, '--resume').claim('resume')
     if out is None:
@@ -269,7 +274,8 @@ def write_pages(out, metrics, model=None, test_iter=None):
     the model (predictions, mistakes, weights) only when ``model`` is given: for a
     run that ended early it shows the curves and why the run ended.
     """
-    from gluon_softmax import plots, report
+    from gluon_softmax import plots
+    from gluon_softmax.run import report
     history = metrics['epochs']
     report.write_plotly_js(out)
     write_text(os.path.join(out, CURVES), report.curves_html(history, metrics, PLOTLY_JS))
@@ -366,14 +372,14 @@ def run(args, stop):
             joined[1].barrier()
         recipe, out = resolve_settings(args)
         check_settings(recipe)
-        from gluon_softmax import models
         from gluon_softmax.loader_workers import end_workers
+        from gluon_softmax.run.model import set_seed
         ctxs, workers = joined or join(args, stop)
         lead = workers.rank == 0
         if workers.distributed:
             # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all
             recipe.seed = workers.broadcast_int(recipe.seed)
-        models.set_seed(recipe.seed)
+        set_seed(recipe.seed)
         iters = load_iters(recipe, args, ctxs[0])
         try:
             if lead and directory is None:
@@ -399,11 +405,11 @@ def join(args, stop):
     """``(devices, Workers)``: parse ``--ctx``, load MXNet, join the job of ``--kvstore``."""
     from mxnet import npx
 
-    from gluon_softmax import parallel
-    from gluon_softmax.context import parse_ctx
+    from gluon_softmax.scale.context import parse_ctx
+    from gluon_softmax.scale.workers import connect
     ctxs = parse_ctx(args.ctx)
     npx.set_np()
-    workers = parallel.connect(args.kvstore)
+    workers = connect(args.kvstore)
     if workers.distributed:
         stop.agree()  # every worker stops at the same batch (see StopOnSignal.agree)
     return ctxs, workers
@@ -411,11 +417,12 @@ def join(args, stop):
 
 def train_run(args, stop, recipe, out, ctxs, workers, iters):
     """Train in the claimed run directory ``out``, writing it as it goes; the exit status."""
-    from gluon_softmax import data, models, training
+    from gluon_softmax import data, training
+    from gluon_softmax.compose import build_model
     from gluon_softmax.loader_workers import LoaderWorkerError
     train_iter, val_iter, test_iter = iters
     lead = workers.rank == 0
-    model = models.build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
+    model = build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
     checkpoint = os.path.join(out, CHECKPOINT)
     history = (load_checkpoint(checkpoint, model, recipe.to_dict(), f'the run in {METRICS}')
                if args.resume is not None else [])
@@ -512,7 +519,8 @@ def train_run(args, stop, recipe, out, ctxs, workers, iters):
 def epoch_runner(args, stop, recipe, ctxs, workers, first_epoch):
     """The epoch function of a run: the chapter's ``training.train_epoch`` itself on one device
     and one process, the scale-out epoch otherwise; progress and the divergence check wrap it."""
-    from gluon_softmax import parallel, training
+    from gluon_softmax import training
+    from gluon_softmax.scale.parallel import DataParallel
     watch = LossWatch(args.max_loss, lambda sums: workers.sum(sums, 'loss check'),
                       stop=stop if workers.distributed else None)
     progress = progress_bar(recipe.epochs) if workers.rank == 0 else None
@@ -524,7 +532,7 @@ def epoch_runner(args, stop, recipe, ctxs, workers, first_epoch):
     else:
         # the batches are split over devices and workers: the scale-out epoch sums a batch's
         # loss over its pieces, and over the job, before its watch sees it
-        runner = EpochRunner(parallel.DataParallel(ctxs, workers, watch).train_epoch,
+        runner = EpochRunner(DataParallel(ctxs, workers, watch).train_epoch,
                              first_epoch, progress)
     watch.report = runner.show_loss
     return runner
@@ -558,8 +566,8 @@ def domain_errors():
     """
     types = [UsageError, CheckpointError, RunDirectoryError, WriteError]
     for module, name in (('gluon_softmax.data', 'DataError'),
-                         ('gluon_softmax.context', 'ContextError'),
-                         ('gluon_softmax.parallel', 'ParallelError')):
+                         ('gluon_softmax.scale.context', 'ContextError'),
+                         ('gluon_softmax.scale.workers', 'ParallelError')):
         if module in sys.modules:
             types.append(getattr(sys.modules[module], name))
     return tuple(types)

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from gluon_softmax import launch
-from gluon_softmax.launch import Host, HostsError, misfit, place, read_hosts
+from gluon_softmax.scale import hosts as hosts_module
+from gluon_softmax.scale.hosts import Host, HostsError, misfit, place, read_hosts
 from netns import INTERFACE, Network, NetnsUnavailable, Sshd
 import procs
 import small_data
@@ -165,7 +166,7 @@ def test_place_round_robin_by_slots():
 
 def test_misfit_memory_and_cores():
     roles = ['scheduler', 'server'] + ['worker'] * 4
-    need = 4 * launch.WORKER_PEAK_BYTES + 2 * launch.SERVICE_PEAK_BYTES
+    need = 4 * hosts_module.WORKER_PEAK_BYTES + 2 * hosts_module.SERVICE_PEAK_BYTES
     assert misfit(roles, need, 2) is None
     assert misfit(roles, None, 2) is None  # MemAvailable unknown: only the cores count
     assert 'MemAvailable' in misfit(roles, need - 1, 2)

@@ -15,10 +15,10 @@ import numpy as onp
 from mxnet import np, npx
 
 from gluon_softmax import plots
-from gluon_softmax.checkpoint import write_text
 from gluon_softmax.data import TEXT_LABELS
-from gluon_softmax.models import as_model
-from gluon_softmax.runs import PLOTLY_JS
+from gluon_softmax.run.files import write_text
+from gluon_softmax.run.model import as_model
+from gluon_softmax.run.rundir import PLOTLY_JS
 
 PREDICT_BATCH = 1000  # examples per forward pass when the test set is given as arrays
 FINAL_METRICS = (('train_loss', 'train loss', '{:.4f}'),
@@ -104,7 +104,7 @@ def report_figures(net, test_iter_or_arrays, history, labels=TEXT_LABELS, ctx=No
     Parameters
     ----------
     net : a trained model: ``SoftmaxRegressionScratch``, a Gluon block returning logits, or
-        a :class:`gluon_softmax.models.Model`.
+        a :class:`gluon_softmax.run.model.Model`.
     test_iter_or_arrays : the test set, as an iterator of ``(X, y)`` batches (``test_iter``)
         or as a pair of arrays ``(X, y)`` (NumPy or ``mxnet.np``).
     history : the list :func:`gluon_softmax.training.train` returned.
