@@ -208,25 +208,28 @@ def time_epochs(run_epoch, warmup, epochs):
     return seconds
 
 
+def load_iters(name, data_dir, batch_size, resize, ctx):
+    """``(train_iter, test_iter)`` of row ``name``: the book's DataLoader, or our in-memory one."""
+    from gluon_softmax import data
+    if name == 'book':
+        return data.load_data_fashion_mnist(batch_size, resize=resize, root=data_dir,
+                                            num_workers=BOOK_WORKERS)
+    return data.load_arrays_iters(batch_size, resize=resize, root=data_dir, ctx=ctx)
+
+
 def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batches=None):
     """Time ``training.train_epoch`` on the book's pipeline or our in-memory one."""
     import mxnet as mx
     from mxnet import npx
 
-    from gluon_softmax import data, training
+    from gluon_softmax import training
     from gluon_softmax.compose import build_model
     from gluon_softmax.loader_workers import end_workers
     from gluon_softmax.run.model import set_seed
     npx.set_np()
     set_seed(SEED)
     ctx = mx.cpu()
-    if name == 'book':
-        train_iter, test_iter = data.load_data_fashion_mnist(batch_size, resize=resize,
-                                                             root=data_dir,
-                                                             num_workers=BOOK_WORKERS)
-    else:
-        train_iter, test_iter = data.load_arrays_iters(batch_size, resize=resize, root=data_dir,
-                                                       ctx=ctx)
+    train_iter, test_iter = load_iters(name, data_dir, batch_size, resize, ctx)
     side = resize or IMAGE_SIDE
     recipe = Recipe(impl='scratch' if name == 'scratch' else 'concise', batch_size=batch_size,
                     resize=resize, seed=SEED)

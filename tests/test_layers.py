@@ -72,6 +72,10 @@ MODULES = {
     'run.streams': ('run management', 'standard streams that may be closed or full '
                     '(`guard_streams`)'),
     'run.files': ('run management', 'atomic writes (`atomic_write`, `write_text`, `WriteError`)'),
+    'run.resume': ('run management', 'what a resumed run reads back: its recipe (from '
+                   '`metrics.json`, or the checkpoint of a run killed before one), its sessions'),
+    'run.record': ('run management', "the run's record, kept true as it goes: `metrics.json` "
+                   '(status, history), the curves and report pages of a run that ended early'),
     'run.checkpoint': ('run management', 'checkpoints: parameters, optimizer state, random '
                        'states and history in one file'),
     'run.rundir': ('run management', "the run directory (`RunDirectory`: its lock, its files, "
@@ -136,7 +140,10 @@ DYNAMIC_IMPORTS = {'import_module', '__import__'}
 LONG_FUNCTIONS = {
     'idx.read_stream': 'one pass over a stream, every check of the format in the order the '
                        'bytes come (chapter: not changed here)',
-    '_compat._restored': "one table of the NumPy names MXNet reads, with each one's why",
+    'bench.report': 'one printed report: its lines in the order they are printed',
+    'launch.build_parser': "one add_argument per flag, in --help's order",
+    '_compat._restored': 'one table of the NumPy names MXNet reads, each with where it reads '
+                         'it',
     'plots.curves_figure': 'one figure, its traces and layout side by side (chapter: not '
                            'changed here)',
     'plots.softmax_stability_figure': 'one figure, its traces and layout side by side '

@@ -36,3 +36,5 @@ positive_float = number_type(float, 0, low_ok=False, expected='a positive finite
 non_negative_float = number_type(float, 0, expected='a finite number >= 0')
 
 
+class UsageError(Exception):
+    """A flag value that is well-formed for argparse but unusable."""
