@@ -445,14 +445,15 @@ def test_the_chapters_loop_uses_only_mxnet_and_the_standard_library(source, what
 
 @pytest.mark.parametrize('module, source', [
     ('training', 'import mxnet as mx\nfrom mxnet import autograd, gluon, np, npx'),
-    ('training', 'import time\nfrom collections import OrderedDict\nfrom __future__ import annotations'),
+    ('training', 'import time\nfrom collections import OrderedDict'),
     ('training', 'from gluon_softmax import data, plots, scratch, concise, training'),
     ('training', 'from gluon_softmax.data import ArrayLoader\nfrom . import scratch'),
     ('training', 'from gluon_softmax import softmax, train_epoch, ArrayLoader'),  # re-exports
     ('data', 'def main():\n    from gluon_softmax.run.cli import Parser'),  # an exception
     ('run.report', 'from .. import plots\nfrom . import files\nfrom .model import as_model'),
     ('scale.parallel', 'from gluon_softmax.training import correct_count\nfrom . import workers'),
-    ('compose', 'from gluon_softmax.run.model import Model\nfrom gluon_softmax.scale import trainer'),
+    ('compose', 'from gluon_softmax.run.model import Model\n'
+                'from gluon_softmax.scale import trainer'),
     ('bench', 'from gluon_softmax.compose import build_model'),
     ('', 'from .run.signals import exit_on_signals'),
 ])
@@ -471,7 +472,8 @@ def test_the_walk_sees_the_real_imports():
 
 
 def test_the_length_rule_sees_a_long_function(tmp_path):
-    (tmp_path / 'm.py').write_text('def f():\n' + '    x = 1\n' * 40 + '\n\ndef g(a, b):\n    pass\n')
+    source = 'def f():\n' + '    x = 1\n' * 40 + '\n\ndef g(a, b):\n    pass\n'
+    (tmp_path / 'm.py').write_text(source)
     found = measure(tmp_path)
     assert found['long'] == [(41, 'm.f')] and found['params'][0] == (2, 'm.g')
 

@@ -1,4 +1,4 @@
-"""The environment variables MXNet reads: checked before it loads, so a bad value is one error line."""
+"""The environment variables MXNet reads, checked before it loads: a bad value is one line."""
 import math
 import os
 import sys

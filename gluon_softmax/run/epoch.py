@@ -1,4 +1,5 @@
-"""The epoch function run management hands training.train: the epoch, wrapped with progress and the divergence check."""
+"""The epoch function ``training.train`` is given: the epoch, wrapped with progress and the
+divergence check."""
 from gluon_softmax.run.watch import Diverged, WatchedLoss
 
 

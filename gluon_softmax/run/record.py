@@ -1,4 +1,5 @@
-"""The record of a run in its directory: ``metrics.json``, ``curves.html``, ``report.html``, kept true as it goes."""
+"""The record of a run in its directory, kept true as it goes: ``metrics.json``,
+``curves.html``, ``report.html``."""
 import json
 import os
 

@@ -3,8 +3,8 @@
 :func:`exit_on_signals` (a program's first moments, and the data check),
 :class:`StopOnSignal` (a training run), :class:`SignalLatch` (the launcher, which relays
 them to its job) and :func:`signal_held` (the benchmark's clean-up). The launcher's remote
-wrapper (``scale.processes.REMOTE_WRAPPER``) is the one exception: it runs on another host, where the
-package may not be installed.
+wrapper (``scale.processes.REMOTE_WRAPPER``) is the one exception: it runs on another host,
+where the package may not be installed.
 """
 import contextlib
 import os
@@ -165,7 +165,7 @@ def signal_held(signums=(signal.SIGINT, signal.SIGTERM)):
 
 
 class SignalLatch:
-    """Records the signals the launcher receives instead of dying on them (``FORWARDED_SIGNALS``)."""
+    """Records the launcher's ``FORWARDED_SIGNALS`` instead of dying on them."""
 
     def __init__(self):
         self.received = []
