@@ -29,10 +29,10 @@ more argument: a shell command line that sets the variables, changes to
 (:data:`~gluon_softmax.scale.processes.REMOTE_WRAPPER`). The launcher keeps a pipe
 to each remote wrapper's stdin: a signal is forwarded as a line carrying its
 number, and the end of the pipe (the launcher, or the ssh client, gone) makes the
-wrapper SIGKILL its process group, so nothing outlives the job on any host. Before starting anything the launcher runs the
-interpreter once on every host (:data:`~gluon_softmax.scale.hosts.FACTS`): an unreachable
-host, a missing ``--cwd`` or interpreter is one ``error:`` line naming the host, exit 2. The pid
-lines then read ``launch: <role> <i> pid <PID> on <host>``, PID being the local
+wrapper SIGKILL its process group, so nothing outlives the job on any host. Before
+starting anything the launcher runs the interpreter once on every host
+(:data:`~gluon_softmax.scale.hosts.FACTS`): an unreachable host, a missing ``--cwd`` or
+interpreter is one ``error:`` line naming the host, exit 2. The pid lines then read ``launch: <role> <i> pid <PID> on <host>``, PID being the local
 end (the ssh client).
 
 Before starting, the launcher also refuses a job that cannot fit (see

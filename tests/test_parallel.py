@@ -436,7 +436,7 @@ def test_a_last_batch_smaller_than_the_devices_changes_nothing(impl):
 # --- what the rules prevent -----------------------------------------------------------------
 
 def test_without_a_kvstore_the_copies_drift_apart():
-    """Negative control: why scale.trainer.build_parallel_trainer refuses kvstore=None on several devices."""
+    """Negative control: why build_parallel_trainer refuses kvstore=None on several devices."""
     X, y = separable(1024, seed=2)
     ends = {}
     for name in ('kvstore device', 'no kvstore'):

@@ -1,4 +1,5 @@
-"""run.signals.StopOnSignal: where a signal may be raised as Interrupted, and where it is asked again."""
+"""run.signals.StopOnSignal: where a signal may be raised as Interrupted, and where it is asked
+again."""
 import signal
 import types
 
