@@ -32,8 +32,8 @@ number, and the end of the pipe (the launcher, or the ssh client, gone) makes th
 wrapper SIGKILL its process group, so nothing outlives the job on any host. Before
 starting anything the launcher runs the interpreter once on every host
 (:data:`~gluon_softmax.scale.hosts.FACTS`): an unreachable host, a missing ``--cwd`` or
-interpreter is one ``error:`` line naming the host, exit 2. The pid lines then read ``launch: <role> <i> pid <PID> on <host>``, PID being the local
-end (the ssh client).
+interpreter is one ``error:`` line naming the host, exit 2. The pid lines then read
+``launch: <role> <i> pid <PID> on <host>``, PID being the local end (the ssh client).
 
 Before starting, the launcher also refuses a job that cannot fit (see
 :func:`misfit`), on this machine or on each host: more memory than the host has
