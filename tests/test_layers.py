@@ -9,6 +9,7 @@ layer, functions over 40 lines, the largest parameter counts) and the README's t
 """
 import ast
 import pathlib
+import re
 import sys
 
 import pytest
@@ -378,6 +379,15 @@ def test_no_function_over_40_lines_without_a_reason():
     long = {name for _, name in measure()['long']}
     assert sorted(long - set(LONG_FUNCTIONS)) == [], 'give a one-line reason, or split it'
     assert sorted(set(LONG_FUNCTIONS) - long) == [], 'no longer over 40 lines: drop the reason'
+
+
+def test_setup_cfg_installs_every_subpackage():
+    """``packages =`` lists each package by name: a subpackage left out is not installed."""
+    text = (ROOT / 'setup.cfg').read_text(encoding='utf-8')
+    listed = {name.strip() for name in re.search(r'^packages = (.*)$', text, re.M)[1].split(',')}
+    found = {'.'.join((PACKAGE, *path.parent.relative_to(PACKAGE_DIR).parts))
+             for path in PACKAGE_DIR.rglob('__init__.py')}
+    assert listed == found
 
 
 def test_training_train_has_at_most_6_parameters():
