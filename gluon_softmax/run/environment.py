@@ -13,11 +13,7 @@ from gluon_softmax.run.cli import EXIT_USAGE
 # variable the library names to a bad value and training one batch. An empty value is unset
 # for MXNet, except MXNET_ENGINE_TYPE's.
 MAX_THREADS = 4096
-
-
 ENGINES = ('NaiveEngine', 'ThreadedEngine', 'ThreadedEnginePerDevice')
-
-
 MXNET_ENVIRONMENT = {
     **dict.fromkeys(('OMP_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS',
                      'MXNET_CPU_PRIORITY_NTHREADS', 'MXNET_GPU_WORKER_NTHREADS',
@@ -35,8 +31,6 @@ MXNET_ENVIRONMENT = {
     'MXNET_TUNING_WEIGHT_SCALE': 'number',
     'MXNET_ENGINE_TYPE': 'engine',
 }
-
-
 INT32_MAX = 2**31 - 1
 
 

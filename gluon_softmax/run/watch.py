@@ -6,8 +6,6 @@ from gluon_softmax.run.signals import Interrupted
 
 
 DEFAULT_MAX_LOSS = 100.0  # mean loss per example; training starts near ln 10 = 2.3
-
-
 CHECK_EVERY = 20  # batches between divergence checks (each check waits for the device)
 
 

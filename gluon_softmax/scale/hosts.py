@@ -10,36 +10,22 @@ from gluon_softmax.scale.processes import die_with_parent, remote_argv, remote_l
 
 
 LOOPBACK_HOST, LOOPBACK_INTERFACE = '127.0.0.1', 'lo'
-
-
 HOST_OPTIONS = ('slots', 'address', 'interface')  # the NAME=VALUE words a hosts file line may have
-
-
 PROBE_SECONDS = 30.0  # how long a host gets to answer FACTS before the job is refused
-
-
 # Peak memory (maximum resident set size from /usr/bin/time -v, on the 2-core machine this was
 # written on): one worker of the default recipe, `launch -n 1 -- /usr/bin/time -v python -m
 # gluon_softmax.train --kvstore dist_sync --epochs 2 --seed 0`, peaked at 628,632 kB (the data
 # set as float32 arrays plus MXNet itself); `python -c "import mxnet"`, which is all a scheduler
 # or server is, at 182,936 kB. Rounded up, so that the check errs on the side of refusing.
 WORKER_PEAK_BYTES = 640 * 2**20
-
-
 SERVICE_PEAK_BYTES = 200 * 2**20
-
-
 # Every worker keeps a core busy (the loop is compute-bound and synchronous): past a few
 # processes per core the job only waits for its slowest worker, and the machine for all of them.
 MAX_PROCESSES_PER_CORE = 4
-
-
 # A bound on every count the user gives (-n, -s, slots=), checked before any list is built from
 # it: far beyond what a job of 600 MiB workers fits on (--force included), far below what
 # would take the launcher's own memory.
 MAX_PROCESSES = 4096
-
-
 # Run by the interpreter on every host before a --hosts job starts (which also shows that the
 # host answers, and that --cwd and the interpreter are there), and here for a job on this
 # machine: prints the bytes available (MemAvailable, -1 if unknown) and the usable cores.

@@ -10,10 +10,7 @@ import time
 
 
 POLL_SECONDS = 0.1
-
-
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-
 
 # Runs every process of a --hosts job on its host, as `python -c REMOTE_WRAPPER COMMAND...`.
 # Killing the local ssh client does not kill what it started on the remote host, so the
