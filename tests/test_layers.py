@@ -352,6 +352,10 @@ def test_every_exception_is_used_and_crosses_layers():
         assert MODULES[module][0] != MODULES[target][0] and reason
         source = package_modules()[module].read_text(encoding='utf-8')
         assert target in {t for _, t in imports_of(source, module)}, f'{module} -> {target}: unused'
+        # inside a function only (the reasons say so): importing the module reaches no other layer
+        top = ast.Module([node for node in ast.parse(source).body
+                          if isinstance(node, (ast.Import, ast.ImportFrom))], [])
+        assert target not in {t for _, t in imports_of(ast.unparse(top), module)}
 
 
 def test_run_management_and_scale_out_do_not_import_each_other():
