@@ -18,6 +18,7 @@ import pytest
 
 from gluon_softmax import launch
 from gluon_softmax.scale import hosts as hosts_module
+from gluon_softmax.scale import launcher
 from gluon_softmax.scale.hosts import Host, HostsError, misfit, place, read_hosts
 from netns import INTERFACE, Network, NetnsUnavailable, Sshd
 import procs
@@ -185,7 +186,7 @@ def test_a_job_too_big_for_this_machine_is_refused(tmp_path):
 
 def test_force_starts_a_job_that_does_not_fit(monkeypatch, capsys):
     # this machine, as the launcher sees it, has 1 MB available
-    monkeypatch.setattr(launch, 'local_facts', lambda: (2**20, 2))
+    monkeypatch.setattr(launcher, 'local_facts', lambda: (2**20, 2))
     worker = ['--', sys.executable, '-c', 'pass']
     assert launch.main(['-n', '1', *worker]) == 2
     err = capsys.readouterr().err

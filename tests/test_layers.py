@@ -104,6 +104,8 @@ MODULES = {
                     "each host's memory and cores"),
     'scale.processes': ('scale-out', "the launcher's processes: starting them (here or over "
                         'ssh), their exit, stopping them'),
+    'scale.launcher': ('scale-out', "the launcher's job: check it fits, start its processes, "
+                       'watch them (a failure, a timeout, a signal), stop them all'),
     'train': ('programs', '`python -m gluon_softmax.train` (`gluon-softmax-train`): the CLI'),
     'launch': ('programs', '`python -m gluon_softmax.launch`: a parameter-server job, on loopback '
                'or over a hosts file'),
