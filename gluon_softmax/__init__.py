@@ -13,7 +13,8 @@ if sys.argv[:1] == ['-m'] or os.path.basename(sys.argv[0] if sys.argv else '') =
     # Ctrl-C answers in one line from the first moment, until the program's own handlers;
     # an environment variable MXNet would abort or hang on is one error line, before any
     # module of ours imports MXNet (train, bench, launch, data)
-    from .cli import check_environment, exit_on_signals
+    from .run.environment import check_environment
+    from .run.signals import exit_on_signals
     exit_on_signals()
     check_environment()
 from . import _compat  # noqa: F401,E402  Python/NumPy checks, np.bool before any MXNet import
@@ -32,15 +33,21 @@ _EXPORTS = {
     'plots': ('curves_figure', 'LiveCurves', 'images_figure', 'predictions_figure',
               'confusion_matrix', 'confusion_figure', 'per_class_accuracy_figure',
               'weights_figure', 'loss_functions_figure', 'softmax_stability_figure'),
-    # around the chapter
-    'context': ('ContextError', 'parse_ctx', 'try_gpu', 'num_gpus'),
-    'settings': ('Recipe',),
-    'models': ('set_seed', 'build_model', 'as_model', 'Model'),
-    'parallel': ('ParallelError', 'Workers', 'connect', 'split_batch', 'DataParallel',
-                 'ScratchReplicas', 'ReplicaSGD', 'WorkerSumTrainer'),
-    'runs': ('Diverged', 'LossWatch', 'EpochRunner'),
-    'report': ('report_figures', 'report_html'),
-    'checkpoint': ('CheckpointError', 'save_checkpoint', 'load_checkpoint'),
+    # run management (gluon_softmax.run)
+    'run.settings': ('Recipe',),
+    'run.model': ('set_seed', 'as_model', 'Model'),
+    'run.watch': ('Diverged', 'LossWatch'),
+    'run.epoch': ('EpochRunner',),
+    'run.report': ('report_figures', 'report_html'),
+    'run.checkpoint': ('CheckpointError', 'save_checkpoint', 'load_checkpoint'),
+    # scale-out (gluon_softmax.scale)
+    'scale.context': ('ContextError', 'parse_ctx', 'try_gpu', 'num_gpus'),
+    'scale.workers': ('ParallelError', 'Workers', 'connect'),
+    'scale.parallel': ('split_batch', 'DataParallel'),
+    'scale.replicas': ('ScratchReplicas', 'ReplicaSGD'),
+    'scale.trainer': ('WorkerSumTrainer',),
+    # what the programs share: the two wired together
+    'compose': ('build_model',),
 }
 # training.train is not exported here: gluon_softmax.train is the command-line module
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

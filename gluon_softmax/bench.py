@@ -11,7 +11,6 @@ concise path over batch sizes and image sizes and runs the training CLI once,
 then prints markdown tables and writes every number to a JSON file.
 """
 import argparse
-import contextlib
 import datetime
 import importlib.metadata
 import itertools
@@ -29,9 +28,10 @@ import time
 import numpy as onp
 
 from gluon_softmax import idx
-from gluon_softmax.cli import EXIT_USAGE, Parser, non_negative_int, positive_float, positive_int
-from gluon_softmax.runs import Interrupted, StopOnSignal
-from gluon_softmax.settings import Recipe
+from gluon_softmax.run.cli import (EXIT_USAGE, Parser, non_negative_int, positive_float,
+                                   positive_int)
+from gluon_softmax.run.settings import Recipe
+from gluon_softmax.run.signals import Interrupted, StopOnSignal, signal_held
 
 BOOK = Recipe()
 LR, BATCH_SIZE, SEED = BOOK.lr, BOOK.batch_size, 0
@@ -208,27 +208,32 @@ def time_epochs(run_epoch, warmup, epochs):
     return seconds
 
 
+def load_iters(name, data_dir, batch_size, resize, ctx):
+    """``(train_iter, test_iter)`` of row ``name``: the book's DataLoader, or our in-memory one."""
+    from gluon_softmax import data
+    if name == 'book':
+        return data.load_data_fashion_mnist(batch_size, resize=resize, root=data_dir,
+                                            num_workers=BOOK_WORKERS)
+    return data.load_arrays_iters(batch_size, resize=resize, root=data_dir, ctx=ctx)
+
+
 def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batches=None):
     """Time ``training.train_epoch`` on the book's pipeline or our in-memory one."""
     import mxnet as mx
     from mxnet import npx
 
-    from gluon_softmax import data, models, training
+    from gluon_softmax import training
+    from gluon_softmax.compose import build_model
     from gluon_softmax.loader_workers import end_workers
+    from gluon_softmax.run.model import set_seed
     npx.set_np()
-    models.set_seed(SEED)
+    set_seed(SEED)
     ctx = mx.cpu()
-    if name == 'book':
-        train_iter, test_iter = data.load_data_fashion_mnist(batch_size, resize=resize,
-                                                             root=data_dir,
-                                                             num_workers=BOOK_WORKERS)
-    else:
-        train_iter, test_iter = data.load_arrays_iters(batch_size, resize=resize, root=data_dir,
-                                                       ctx=ctx)
+    train_iter, test_iter = load_iters(name, data_dir, batch_size, resize, ctx)
     side = resize or IMAGE_SIDE
     recipe = Recipe(impl='scratch' if name == 'scratch' else 'concise', batch_size=batch_size,
                     resize=resize, seed=SEED)
-    model = models.build_model(recipe, [ctx], len(train_iter))
+    model = build_model(recipe, [ctx], len(train_iter))
     num_batches = len(train_iter)
     timed_batches = min(max_batches or num_batches, num_batches)
 
@@ -464,16 +469,6 @@ def ended_or_zombie(pid):
             return f.read().rsplit(b')', 1)[1].split()[0] in (b'Z', b'X')
     except (OSError, IndexError):
         return True
-
-
-@contextlib.contextmanager
-def signal_held(signums=(signal.SIGINT, signal.SIGTERM)):
-    """Hold ``signums`` back in this thread for the block; they arrive when it ends."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, signums)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
 
 
 def run_child(cmd, what, timeout=CHILD_TIMEOUT):

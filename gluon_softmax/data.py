@@ -330,7 +330,8 @@ def load_arrays_iters(batch_size, resize=None, root=None, ctx=None, rng=None,
 
 def main(argv=None):
     """``python -m gluon_softmax.data [DIR]``: verify the data set and say where it is."""
-    from gluon_softmax.cli import Parser, exit_on_signals  # only the command line needs them
+    from gluon_softmax.run.cli import Parser  # only the command line needs them
+    from gluon_softmax.run.signals import exit_on_signals
     parser = Parser(prog='python -m gluon_softmax.data',
                     description='Check that Fashion-MNIST is complete and intact (the count '
                                 'and SHA-256 of each of the four IDX files) and say where it is.')

@@ -11,9 +11,9 @@ MathJax there or a network.)
 import os
 import sys
 
-from . import cli
-from .language import kernel_env
-from .checkpoint import WriteError, atomic_write
+from gluon_softmax.run import cli
+from gluon_softmax.language import kernel_env
+from gluon_softmax.run.files import WriteError, atomic_write
 
 MATHJAX_CONFIG = 'TeX-AMS-MML_HTMLorMML-full,Safe'  # the configuration the package ships
 CELL_TIMEOUT = 1800  # seconds one cell may take with --execute (the notebook's longest: ~2 min)

@@ -4,33 +4,36 @@ Trains softmax regression (concise or from scratch) on Fashion-MNIST and
 writes ``metrics.json``, ``curves.html``, ``report.html``, ``model.params`` and
 ``checkpoint.npz`` into ``--out``. It composes the layers: the chapter's
 ``training.train`` loop with its ``train_epoch`` on one device (the scale-out epoch,
-``parallel.DataParallel``, for several devices or worker processes) and run management
-(``runs``, ``checkpoint``, ``report``), which wraps what the loop is given.
+``scale.parallel.DataParallel``, for several devices or worker processes) and run management
+(``gluon_softmax.run``: watch, progress, checkpoint, report), which wraps what the loop is
+given.
 """
+import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
 import shlex
 import sys
 
-from gluon_softmax.checkpoint import (CHECKPOINT, CheckpointError, WriteError, atomic_write,
-                                      load_checkpoint, read_checkpoint, save_checkpoint,
-                                      write_text)
-from gluon_softmax.cli import Parser, non_negative_int, positive_float
 from gluon_softmax.idx import SPLITS
-from gluon_softmax.runs import (CURVES, DEFAULT_MAX_LOSS, METRICS, PARAMS, PLOTLY_JS, REPORT,
-                                Diverged,
-                                EpochRunner, Interrupted, LossWatch, RunDirectory,
-                                RunDirectoryError, StopOnSignal, guard_streams, progress_bar)
-from gluon_softmax.settings import KVSTORES, Recipe, add_recipe_arguments, flag_name
+from gluon_softmax.run.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint,
+                                          save_checkpoint)
+from gluon_softmax.run.cli import Parser, UsageError, non_negative_int, positive_float
+from gluon_softmax.run.epoch import EpochRunner
+from gluon_softmax.run.files import WriteError, atomic_write
+from gluon_softmax.run.progress import progress_bar
+from gluon_softmax.run.record import end_early, record_failure, write_metrics, write_pages
+from gluon_softmax.run.resume import checkpoint_recipe, earlier_sessions, metrics_recipe
+from gluon_softmax.run.rundir import (CURVES, METRICS, PARAMS, PLOTLY_JS, REPORT, RunDirectory,
+                                      RunDirectoryError)
+from gluon_softmax.run.settings import Recipe, add_recipe_arguments, flag_name
+from gluon_softmax.run.signals import Interrupted, StopOnSignal
+from gluon_softmax.run.streams import guard_streams
+from gluon_softmax.run.watch import DEFAULT_MAX_LOSS, Diverged, LossWatch
+from gluon_softmax.scale import KVSTORES
 
 EXIT_DIVERGED = 3
-
-
-class UsageError(Exception):
-    """A flag value that is well-formed for argparse but unusable."""
 
 
 def program_name(argv0=None):
@@ -43,7 +46,7 @@ def program_name(argv0=None):
     return os.path.basename(argv0)  # the console script
 
 
-# Where and how a run trains (the recipe's own flags come from settings.Recipe): each flag's
+# Where and how a run trains (the recipe's own flags come from run.settings.Recipe): each flag's
 # argparse options, help ending in its default
 RUN_FLAGS = (
     (('--ctx',), dict(default='cpu', metavar='DEVICE', help=(
@@ -79,7 +82,7 @@ RUN_FLAGS = (
 
 
 def build_parser():
-    """The CLI's flags: the recipe's (settings.Recipe), then where and how to run it."""
+    """The CLI's flags: the recipe's (run.settings.Recipe), then where and how to run it."""
     p = Parser(prog=program_name(),
                description='Train softmax regression on Fashion-MNIST with MXNet Gluon.')
     add_recipe_arguments(p)
@@ -135,36 +138,6 @@ def resolve_settings(args):
     return recipe, args.resume
 
 
-def metrics_recipe(directory, path):
-    """The recipe recorded in a run's ``metrics.json`` at ``path``; UsageError if there is none."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            saved = json.load(f)
-        # runs written before impl and seed were hyperparameters kept them at the top level
-        if not isinstance(saved, dict) or not isinstance(saved.get('hyperparameters'), dict):
-            raise ValueError('no dict of hyperparameters in it')
-        for key in ('impl', 'seed'):
-            if saved['hyperparameters'].get(key, saved[key]) != saved[key]:
-                raise ValueError(f'{key} is {saved[key]!r}, but '
-                                 f'{saved["hyperparameters"][key]!r} in hyperparameters')
-        return Recipe.from_dict({'impl': saved['impl'], 'seed': saved['seed'],
-                                 **saved['hyperparameters']})
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError(f'--resume {directory}: not a run directory ({path}: '
-                         f'{getattr(e, "strerror", None) or e})') from None
-
-
-def checkpoint_recipe(directory):
-    """The recipe recorded in the checkpoint of a run killed before its first metrics.json."""
-    path = os.path.join(directory, CHECKPOINT)
-    try:
-        meta, _ = read_checkpoint(path)
-        return Recipe.from_dict(meta.get('settings'))
-    except (CheckpointError, ValueError) as e:
-        raise UsageError(f'--resume {directory}: not a run directory (no {METRICS}, and '
-                         f'{path}: {e})') from None
-
-
 def check_settings(recipe):
     """Reject combinations of valid flags that the chosen model or loader cannot honour."""
     if recipe.impl == 'scratch':
@@ -189,22 +162,12 @@ def check_settings(recipe):
 
 
 def claim_out(args, recipe, out):
-    """The run directory, owned by this run (see :class:`gluon_softmax.runs.RunDirectory`)."""
+    """The run directory, owned by this run (see :class:`gluon_softmax.run.rundir.RunDirectory`)."""
     if args.resume is not None:
         return RunDirectory(out, '--resume').claim('resume')
     if out is None:
         return RunDirectory.unique('runs', recipe.impl).claim('new')
     return RunDirectory(out).claim('overwrite' if args.overwrite else 'new')
-
-
-def earlier_sessions(out):
-    """The ``sessions`` list of a resumed run's metrics.json (older runs have none)."""
-    try:
-        with open(os.path.join(out, METRICS), encoding='utf-8') as f:
-            sessions = json.load(f).get('sessions', [])
-        return sessions if isinstance(sessions, list) else []
-    except (OSError, ValueError, AttributeError):
-        return []
 
 
 def load_iters(recipe, args, ctx):
@@ -256,46 +219,6 @@ def resume_hint(out, data_dir=None):
                      os.path.abspath(out), *data))
 
 
-def write_metrics(out, metrics, history, status):
-    """Write ``metrics.json`` with the history so far and the run's status."""
-    metrics = {**metrics, 'status': status, 'epochs': history}
-    write_text(os.path.join(out, METRICS), json.dumps(metrics, indent=2) + '\n')
-
-
-def write_pages(out, metrics, model=None, test_iter=None):
-    """Write ``curves.html`` and ``report.html``, which load the one ``plotly.min.js`` beside them.
-
-    ``metrics`` holds the status and the history (``'epochs'``). The report shows
-    the model (predictions, mistakes, weights) only when ``model`` is given: for a
-    run that ended early it shows the curves and why the run ended.
-    """
-    from gluon_softmax import plots, report
-    history = metrics['epochs']
-    report.write_plotly_js(out)
-    write_text(os.path.join(out, CURVES), report.curves_html(history, metrics, PLOTLY_JS))
-    title, subtitle = f"{metrics['impl']} softmax regression", report.settings_summary(metrics)
-    if model is not None:
-        figures = report.report_figures(model, test_iter, history, title=title, subtitle=subtitle)
-    else:
-        figures = {'Training curves': plots.curves_figure(history, title=title,
-                                                          subtitle=subtitle)}
-    write_text(os.path.join(out, REPORT), report.report_html(metrics, figures,
-                                                             plotly_js=PLOTLY_JS))
-
-
-def end_early(out, metrics, done, status, ended, stop):
-    """Record a run that stopped before its last epoch: metrics, curves and report say why.
-
-    Written whole even if another signal comes meanwhile.
-    """
-    metrics['ended'] = ended
-
-    def write():
-        write_metrics(out, metrics, done, status)
-        write_pages(out, {**metrics, 'status': status, 'epochs': done})
-    stop.run_whole(write, raise_after=False)
-
-
 START_LOSS = math.log(10)  # the mean loss of a uniform guess over 10 classes: where training starts
 
 
@@ -312,28 +235,9 @@ def divergence_cause(diverged, recipe):
             f'--lr {Recipe().lr:g}), or a larger --max-loss if such a loss is expected')
 
 
-def record_failure(out, metrics, done, error, stop):
-    """After a write error: make metrics.json say ``failed``, never ``running``; what to add to
-    the error line (empty when it was recorded, or when no metrics.json was written yet).
-
-    Only metrics.json, the smallest file: the pages may be what could not be written (a full
-    disk, a file-size limit).
-    """
-    if not done:
-        return ''
-    metrics['ended'] = {'error': str(error)}
-    try:
-        stop.run_whole(lambda: write_metrics(out, metrics, done, 'failed'), raise_after=False)
-    except WriteError as e:
-        return f'; {METRICS} could not be updated either ({e})'
-    return ''
-
-
-def run(args, stop):
-    """Train as the flags say, writing the run directory as it goes; returns the exit status.
-
-    In a distributed job every worker trains; worker 0 alone prints and writes.
-    """
+def check_before_loading(args, in_job):
+    """What a run checks and says before the seconds MXNet and the data set take: ``--out ''``,
+    a new run's ``--max-loss`` below where training starts, what ``--out`` holds."""
     if args.out == '':  # os.path would take it for the working directory, or for nothing
         raise UsageError('--out: empty path')
     if args.resume is None and args.max_loss < START_LOSS:
@@ -341,8 +245,6 @@ def run(args, stop):
         raise UsageError(f'--max-loss {args.max_loss:g}: below the loss every new run starts at '
                          f'(ln 10 = {START_LOSS:.3f}), so it would stop as diverged at once; '
                          f'give a bound above it (default: {DEFAULT_MAX_LOSS:g})')
-    directory = None
-    in_job = os.environ.get('DMLC_ROLE') == 'worker'
     if args.resume is None and args.out is not None and not in_job:
         # what --out holds, checked before the seconds MXNet and the data set take (claimed
         # only after them: a data set that fails to load leaves the directory as it was)
@@ -350,169 +252,226 @@ def run(args, stop):
     if not in_job:  # in a job, worker 0 speaks once it knows its rank
         # importing MXNet takes seconds: say something first
         print('loading MXNet and Fashion-MNIST ...', flush=True)
-    if args.resume is not None and not in_job:
-        # the lock first: the run's files are read only once no other run can change them
-        check_resume_flags(args)
-        directory = RunDirectory(args.resume, '--resume').claim('resume')
-    try:
-        joined = None
-        if args.resume is not None and in_job:
-            # in a job too, but which worker writes (worker 0) is known only from the kvstore:
-            # join it, worker 0 takes the lock, and every worker reads the run only after that
-            check_resume_flags(args)
-            joined = join(args, stop)
-            if joined[1].rank == 0:
-                directory = RunDirectory(args.resume, '--resume').claim('resume')
-            joined[1].barrier()
+
+
+def start_run(args, stop):
+    """Train as the flags say, writing the run directory as it goes; returns the exit status.
+
+    In a distributed job every worker trains; worker 0 alone prints and writes.
+    """
+    in_job = os.environ.get('DMLC_ROLE') == 'worker'
+    check_before_loading(args, in_job)
+    with contextlib.ExitStack() as held:  # the directory's lock, released however the run ends
+        joined = lock_resumed(args, stop, in_job, held) if args.resume is not None else None
         recipe, out = resolve_settings(args)
         check_settings(recipe)
-        from gluon_softmax import models
         from gluon_softmax.loader_workers import end_workers
+        from gluon_softmax.run.model import set_seed
         ctxs, workers = joined or join(args, stop)
-        lead = workers.rank == 0
         if workers.distributed:
             # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all
             recipe.seed = workers.broadcast_int(recipe.seed)
-        models.set_seed(recipe.seed)
+        set_seed(recipe.seed)
         iters = load_iters(recipe, args, ctxs[0])
         try:
-            if lead and directory is None:
+            if workers.rank == 0 and args.resume is None:
                 directory = claim_out(args, recipe, out)
+                held.callback(directory.release)
+                out = directory.path
             if workers.distributed:
                 # the others read the checkpoint only once worker 0 owns the directory (and has
                 # removed what a killed run left there, which would include their temporary
                 # files)
                 workers.barrier()
-            return train_run(args, stop, recipe, directory.path if lead else out, ctxs,
-                             workers, iters)
+            return Session(args, stop, recipe, out, (ctxs, workers), iters).train()
         finally:
             # what follows is clean-up (the loader workers killed and reaped, within seconds):
             # a signal now is only noted, see main()
             stop.finish()
             end_workers(*iters)  # bounded: killed and reaped, see loader_workers
-    finally:
-        if directory is not None:
-            directory.release()
+
+
+def lock_resumed(args, stop, in_job, held):
+    """Own the resumed run's directory (released by ``held``) before anything reads it;
+    ``(devices, Workers)`` when that meant joining the job, else None.
+
+    The lock first: the run's files are read only once no other run can change them. In a
+    job too, but which worker writes (worker 0) is known only from the kvstore: join it,
+    worker 0 takes the lock, and every worker reads the run only after that.
+    """
+    check_resume_flags(args)
+    joined = join(args, stop) if in_job else None
+    if joined is None or joined[1].rank == 0:
+        held.callback(RunDirectory(args.resume, '--resume').claim('resume').release)
+    if joined is not None:
+        joined[1].barrier()
+    return joined
 
 
 def join(args, stop):
     """``(devices, Workers)``: parse ``--ctx``, load MXNet, join the job of ``--kvstore``."""
     from mxnet import npx
 
-    from gluon_softmax import parallel
-    from gluon_softmax.context import parse_ctx
+    from gluon_softmax.scale.context import parse_ctx
+    from gluon_softmax.scale.workers import connect
     ctxs = parse_ctx(args.ctx)
     npx.set_np()
-    workers = parallel.connect(args.kvstore)
+    workers = connect(args.kvstore)
     if workers.distributed:
         stop.agree()  # every worker stops at the same batch (see StopOnSignal.agree)
     return ctxs, workers
 
 
-def train_run(args, stop, recipe, out, ctxs, workers, iters):
-    """Train in the claimed run directory ``out``, writing it as it goes; the exit status."""
-    from gluon_softmax import data, models, training
-    from gluon_softmax.loader_workers import LoaderWorkerError
-    train_iter, val_iter, test_iter = iters
-    lead = workers.rank == 0
-    model = models.build_model(recipe, ctxs, len(train_iter), args.kvstore, workers)
-    checkpoint = os.path.join(out, CHECKPOINT)
-    history = (load_checkpoint(checkpoint, model, recipe.to_dict(), f'the run in {METRICS}')
-               if args.resume is not None else [])
-    if recipe.epochs < len(history):
-        raise UsageError(f'--epochs {recipe.epochs}: the run in {out} has already trained '
-                         f'{len(history)} epochs')
-    devices = ','.join(str(ctx) for ctx in ctxs)
-    session = {'ctx': devices, 'kvstore': args.kvstore, 'worker_processes': workers.num_workers,
-               'loader_workers': args.loader_workers, 'max_loss': args.max_loss,
-               'after_epoch': len(history)}
-    metrics = {'impl': recipe.impl, 'ctx': devices, 'kvstore': args.kvstore,
-               'worker_processes': workers.num_workers, 'seed': recipe.seed,
-               'hyperparameters': recipe.to_dict(), 'loader_workers': args.loader_workers,
-               'max_loss': args.max_loss, 'data_dir': data.find_data_dir(args.data_dir),
-               # every session of the run, resumed ones included: where each trained
-               'sessions': (earlier_sessions(out) if args.resume is not None else []) + [session]}
-    done = list(history)
-    if lead:
-        print(header(recipe, devices, workers, out, len(done)), flush=True)
+class Session:
+    """One session of a run in its claimed directory ``out``: train, save every epoch, and end
+    as the run ends (complete, interrupted, diverged, failed), each with its exit status."""
 
-    def after_epoch(entry):
+    def __init__(self, args, stop, recipe, out, job, iters):
+        self.args, self.stop, self.recipe, self.out = args, stop, recipe, out
+        self.ctxs, self.workers = job
+        self.train_iter, self.val_iter, self.test_iter = iters
+        self.lead = self.workers.rank == 0
+        self.model = self.metrics = self.done = None
+
+    def train(self):
+        """Train to ``--epochs`` from where the run stands; the exit status."""
+        from gluon_softmax import training
+        from gluon_softmax.compose import build_model
+        from gluon_softmax.loader_workers import LoaderWorkerError
+        args, recipe = self.args, self.recipe
+        self.model = build_model(recipe, self.ctxs, len(self.train_iter), args.kvstore,
+                                 self.workers)
+        history = (load_checkpoint(os.path.join(self.out, CHECKPOINT), self.model,
+                                   recipe.to_dict(), f'the run in {METRICS}')
+                   if args.resume is not None else [])
+        if recipe.epochs < len(history):
+            raise UsageError(f'--epochs {recipe.epochs}: the run in {self.out} has already '
+                             f'trained {len(history)} epochs')
+        self.metrics, self.done = self.describe(len(history)), list(history)
+        if self.lead:
+            print(header(recipe, self.metrics['ctx'], self.workers, self.out, len(self.done)),
+                  flush=True)
+        epoch_fn = epoch_runner(args, self.stop, recipe, self.ctxs, self.workers,
+                                len(history) + 1)
+        try:
+            training.train(self.model.net, self.train_iter, self.test_iter, self.model.loss,
+                           self.model.updater,
+                           training.Epochs(recipe.epochs, self.ctxs[0],
+                                           self.after_epoch if self.lead else None, history,
+                                           self.val_iter, epoch_fn))
+        except (Interrupted, WriteError, LoaderWorkerError, Diverged) as e:
+            return self.ended(e)
+        return self.finish()
+
+    def describe(self, trained):
+        """``metrics.json`` of the run (without status and epochs), this session recorded."""
+        from gluon_softmax import data
+        args, recipe, workers = self.args, self.recipe, self.workers
+        devices = ','.join(str(ctx) for ctx in self.ctxs)
+        session = {'ctx': devices, 'kvstore': args.kvstore,
+                   'worker_processes': workers.num_workers, 'loader_workers': args.loader_workers,
+                   'max_loss': args.max_loss, 'after_epoch': trained}
+        return {'impl': recipe.impl, 'ctx': devices, 'kvstore': args.kvstore,
+                'worker_processes': workers.num_workers, 'seed': recipe.seed,
+                'hyperparameters': recipe.to_dict(), 'loader_workers': args.loader_workers,
+                'max_loss': args.max_loss, 'data_dir': data.find_data_dir(args.data_dir),
+                # every session of the run, resumed ones included: where each trained
+                'sessions': ((earlier_sessions(self.out) if args.resume is not None else [])
+                             + [session])}
+
+    def after_epoch(self, entry):
+        """The callback of ``training.train``: save the epoch whole, then print its line."""
         def save():
             # the epoch counts as done only once its checkpoint is on disk
-            save_checkpoint(checkpoint, model, done + [entry], recipe.to_dict())
-            done.append(entry)
-            write_metrics(out, metrics, done, 'running')
-        stop.run_whole(save)
-        print(format_epoch(entry, recipe.epochs), flush=True)
+            save_checkpoint(os.path.join(self.out, CHECKPOINT), self.model, self.done + [entry],
+                            self.recipe.to_dict())
+            self.done.append(entry)
+            write_metrics(self.out, self.metrics, self.done, 'running')
+        self.stop.run_whole(save)
+        print(format_epoch(entry, self.recipe.epochs), flush=True)
 
-    epoch_fn = epoch_runner(args, stop, recipe, ctxs, workers, len(history) + 1)
-    try:
-        training.train(model.net, train_iter, test_iter, model.loss, model.updater,
-                       training.Epochs(recipe.epochs, ctxs[0], after_epoch if lead else None,
-                                       history, val_iter, epoch_fn))
-    except Interrupted as e:
-        if lead:
-            end_early(out, metrics, done, 'interrupted', {'signal': str(e)}, stop)
-            hint = resume_hint(out, args.data_dir)
-            saved = (f'continue with: {hint}' if done else
+    def ended(self, error):
+        """A run that stopped before its last epoch; the exit status."""
+        from gluon_softmax.loader_workers import LoaderWorkerError
+        if isinstance(error, Interrupted):
+            return self.interrupted(error)
+        if isinstance(error, Diverged):
+            return self.diverged(error)
+        if self.lead and isinstance(error, WriteError):
+            kept = (f'the checkpoint of epoch {len(self.done)} is kept' if self.done else
+                    'no epoch was saved')
+            print(f'error: {error}; {kept}'
+                  f'{record_failure(self.out, self.metrics, self.done, error, self.stop)}',
+                  file=sys.stderr)
+        elif self.lead and isinstance(error, LoaderWorkerError):
+            # a worker process died (the OOM killer, SIGBUS on a full /dev/shm) or hung; every
+            # worker is ended already: the run stops with what it saved
+            end_early(self.out, self.metrics, self.done, 'failed', {'error': str(error)},
+                      self.stop)
+            kept = (f'the checkpoint of epoch {len(self.done)} is kept; continue with: '
+                    f'{resume_hint(self.out, self.args.data_dir)}' if self.done else
+                    'no epoch was saved')
+            print(f'error: {error}; {kept}', file=sys.stderr)
+        return 2
+
+    def interrupted(self, e):
+        """Stopped by a signal: record it, say how to continue; 128 + the signal's number."""
+        if self.lead:
+            end_early(self.out, self.metrics, self.done, 'interrupted', {'signal': str(e)},
+                      self.stop)
+            hint = resume_hint(self.out, self.args.data_dir)
+            saved = (f'continue with: {hint}' if self.done else
                      'no epoch finished, nothing was saved to resume from')
-            print(f'interrupted ({e}) after {plural(len(done), "epoch")}; {saved}',
+            print(f'interrupted ({e}) after {plural(len(self.done), "epoch")}; {saved}',
                   file=sys.stderr)
         return 128 + e.signum
-    except WriteError as e:
-        if lead:
-            kept = (f'the checkpoint of epoch {len(done)} is kept' if done else
-                    'no epoch was saved')
-            print(f'error: {e}; {kept}{record_failure(out, metrics, done, e, stop)}',
-                  file=sys.stderr)
-        return 2
-    except LoaderWorkerError as e:
-        # a worker process died (the OOM killer, SIGBUS on a full /dev/shm) or hung; every
-        # worker is ended already: the run stops with what it saved
-        if lead:
-            end_early(out, metrics, done, 'failed', {'error': str(e)}, stop)
-            kept = (f'the checkpoint of epoch {len(done)} is kept; continue with: '
-                    f'{resume_hint(out, args.data_dir)}' if done else 'no epoch was saved')
-            print(f'error: {e}; {kept}', file=sys.stderr)
-        return 2
-    except Diverged as e:
-        if lead:
-            end_early(out, metrics, done, 'diverged', {'epoch': e.epoch, 'batch': e.batch,
-                                                       'loss': e.loss, 'max_loss': e.max_loss},
-                      stop)
-            kept = f'the checkpoint of epoch {len(done)} is kept' if done else 'no epoch completed'
+
+    def diverged(self, e):
+        """Stopped by the divergence check: record where, and why; ``EXIT_DIVERGED``."""
+        if self.lead:
+            end_early(self.out, self.metrics, self.done, 'diverged',
+                      {'epoch': e.epoch, 'batch': e.batch, 'loss': e.loss,
+                       'max_loss': e.max_loss}, self.stop)
+            kept = (f'the checkpoint of epoch {len(self.done)} is kept' if self.done else
+                    'no epoch completed')
             print(f'error: training diverged at epoch {e.epoch}, batch {e.batch}: mean loss '
-                  f'{e.loss:g} above --max-loss {e.max_loss:g}; {divergence_cause(e, recipe)}; '
-                  f'{kept} in {out}', file=sys.stderr)
+                  f'{e.loss:g} above --max-loss {e.max_loss:g}; '
+                  f'{divergence_cause(e, self.recipe)}; {kept} in {self.out}', file=sys.stderr)
         # every worker stopped at the same batch (the losses are summed over the job); the
         # others wait here until worker 0 has written, or the launcher could stop it first
-        workers.barrier()
+        self.workers.barrier()
         return EXIT_DIVERGED
-    if workers.distributed:
-        # every worker's parameters, hashed and gathered: equal hashes, bitwise equal replicas
-        metrics['parameter_sha256_by_worker'] = workers.digests(model.parameters())
-    if not lead:
-        return 0
-    statuses = []
-    # a signal now waits until every result is written: the run is complete, never half
-    try:
-        stop.run_whole(lambda: statuses.append(write_results(out, model, test_iter, metrics,
-                                                             done)), raise_after=False)
-    except WriteError as e:
-        print(f'error: {e}; the checkpoint of epoch {len(done)} is kept'
-              f'{record_failure(out, metrics, done, e, stop)}', file=sys.stderr)
-        return 2
-    if stop.received is not None:
-        print(f'interrupted ({signal_name(stop.received)}) while the results were written; they '
-              'were written in full and the run is complete', file=sys.stderr)
-        return 128 + stop.received
-    return statuses[0]
+
+    def finish(self):
+        """Every epoch trained: write the results whole, even through a signal; the status."""
+        if self.workers.distributed:
+            # every worker's parameters, hashed and gathered: equal hashes, bitwise equal replicas
+            self.metrics['parameter_sha256_by_worker'] = self.workers.digests(
+                self.model.parameters())
+        if not self.lead:
+            return 0
+        statuses = []
+        # a signal now waits until every result is written: the run is complete, never half
+        try:
+            self.stop.run_whole(lambda: statuses.append(write_results(
+                self.out, self.model, self.test_iter, self.metrics, self.done)), raise_after=False)
+        except WriteError as e:
+            print(f'error: {e}; the checkpoint of epoch {len(self.done)} is kept'
+                  f'{record_failure(self.out, self.metrics, self.done, e, self.stop)}',
+                  file=sys.stderr)
+            return 2
+        if self.stop.received is not None:
+            print(f'interrupted ({signal_name(self.stop.received)}) while the results were '
+                  'written; they were written in full and the run is complete', file=sys.stderr)
+            return 128 + self.stop.received
+        return statuses[0]
 
 
 def epoch_runner(args, stop, recipe, ctxs, workers, first_epoch):
     """The epoch function of a run: the chapter's ``training.train_epoch`` itself on one device
     and one process, the scale-out epoch otherwise; progress and the divergence check wrap it."""
-    from gluon_softmax import parallel, training
+    from gluon_softmax import training
+    from gluon_softmax.scale.parallel import DataParallel
     watch = LossWatch(args.max_loss, lambda sums: workers.sum(sums, 'loss check'),
                       stop=stop if workers.distributed else None)
     progress = progress_bar(recipe.epochs) if workers.rank == 0 else None
@@ -524,7 +483,7 @@ def epoch_runner(args, stop, recipe, ctxs, workers, first_epoch):
     else:
         # the batches are split over devices and workers: the scale-out epoch sums a batch's
         # loss over its pieces, and over the job, before its watch sees it
-        runner = EpochRunner(parallel.DataParallel(ctxs, workers, watch).train_epoch,
+        runner = EpochRunner(DataParallel(ctxs, workers, watch).train_epoch,
                              first_epoch, progress)
     watch.report = runner.show_loss
     return runner
@@ -558,8 +517,8 @@ def domain_errors():
     """
     types = [UsageError, CheckpointError, RunDirectoryError, WriteError]
     for module, name in (('gluon_softmax.data', 'DataError'),
-                         ('gluon_softmax.context', 'ContextError'),
-                         ('gluon_softmax.parallel', 'ParallelError')):
+                         ('gluon_softmax.scale.context', 'ContextError'),
+                         ('gluon_softmax.scale.workers', 'ParallelError')):
         if module in sys.modules:
             types.append(getattr(sys.modules[module], name))
     return tuple(types)
@@ -579,7 +538,7 @@ def main(argv=None, as_program=False):
     try:
         stop.install()
         try:
-            status = run(args, stop)
+            status = start_run(args, stop)
         except domain_errors() as e:  # evaluated only when something is raised
             print(f'error: {e}', file=sys.stderr)
             status = 2

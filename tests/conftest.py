@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(autouse=True)
 def restore_signal_handlers():
     """In-process ``main()`` installs its handlers in pytest's process: put the old ones back."""
-    from gluon_softmax.runs import STOP_SIGNALS
+    from gluon_softmax.run.signals import STOP_SIGNALS
     saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     yield
     for signum, handler in saved.items():

@@ -89,7 +89,7 @@ def test_an_environment_variable_mxnet_cannot_read_is_one_error(tmp_path, module
 
 
 def test_values_mxnet_reads_are_accepted():
-    from gluon_softmax.cli import environment_problem
+    from gluon_softmax.run.environment import environment_problem
     assert environment_problem({'OMP_NUM_THREADS': ' 2', 'MXNET_ENGINE_TYPE': 'NaiveEngine',
                                 'MXNET_EXEC_BULK_EXEC_TRAIN': 'False',
                                 'MXNET_CPU_WORKER_NTHREADS': '', 'MXNET_CPU_TEMP_COPY': '-1',

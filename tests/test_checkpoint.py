@@ -10,11 +10,14 @@ import mxnet as mx
 import numpy as onp
 import pytest
 
-from gluon_softmax import models, training
-from gluon_softmax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gluon_softmax import training
+from gluon_softmax.compose import build_model
+from gluon_softmax.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gluon_softmax.data import ArrayLoader
-from gluon_softmax.runs import Diverged, EpochRunner, LossWatch
-from gluon_softmax.settings import Recipe
+from gluon_softmax.run.epoch import EpochRunner
+from gluon_softmax.run.model import set_seed
+from gluon_softmax.run.settings import Recipe
+from gluon_softmax.run.watch import Diverged, LossWatch
 
 import procs
 import small_data
@@ -44,8 +47,8 @@ def toy_iters(seed=0, n=64, batch_size=16):
 
 def build(impl='concise', lr=0.5, seed=1, **recipe):
     """A fresh model of ``impl`` after seeding everything with ``seed``."""
-    models.set_seed(seed)
-    return models.build_model(Recipe(impl=impl, lr=lr, **recipe), [mx.cpu()], 4)
+    set_seed(seed)
+    return build_model(Recipe(impl=impl, lr=lr, **recipe), [mx.cpu()], 4)
 
 
 def train(model, train_iter, test_iter, num_epochs, **kwargs):

@@ -4,11 +4,13 @@ import numpy as onp
 import pytest
 from mxnet import np
 
-from gluon_softmax import models, training
-from gluon_softmax.context import ContextError, parse_ctx, try_gpu
+from gluon_softmax import training
+from gluon_softmax.compose import build_model
+from gluon_softmax.run.model import set_seed
+from gluon_softmax.scale.context import ContextError, parse_ctx, try_gpu
 from gluon_softmax.data import ArrayLoader
-from gluon_softmax.parallel import DataParallel
-from gluon_softmax.settings import Recipe
+from gluon_softmax.scale.parallel import DataParallel
+from gluon_softmax.run.settings import Recipe
 
 NUM_GPUS = mx.context.num_gpus()
 cpu_build_only = pytest.mark.skipif(NUM_GPUS > 0, reason='checks the CPU build (no GPU seen)')
@@ -61,7 +63,7 @@ def test_one_batch_trains_on_the_gpu(impl):
     rng = onp.random.RandomState(0)
     X = rng.rand(8, 1, 28, 28).astype(onp.float32)
     y = rng.randint(0, 10, 8)
-    model = models.build_model(Recipe(impl=impl), [ctx], 1)
+    model = build_model(Recipe(impl=impl), [ctx], 1)
     assert model.ctx == ctx
     before = model.weight_matrix().copy()
     train_loss, _ = training.train_epoch(model.net, ArrayLoader(X, y, 8, ctx=ctx), model.loss,
@@ -81,9 +83,9 @@ def test_gpu_all_trains_on_every_gpu_like_one_gpu():
     y = rng.randint(0, 10, 512)
     weights = []
     for devices in ([ctxs[0]], ctxs):
-        models.set_seed(0)
+        set_seed(0)
         train_iter = ArrayLoader(X, y, 64, shuffle=True, ctx=devices[0])
-        model = models.build_model(Recipe(), devices, len(train_iter))
+        model = build_model(Recipe(), devices, len(train_iter))
         DataParallel(devices).train_epoch(model.net, train_iter, model.loss, model.updater)
         weight = model.net[0].weight
         copies = [weight.data(c).asnumpy() for c in devices]
@@ -94,7 +96,7 @@ def test_gpu_all_trains_on_every_gpu_like_one_gpu():
 
 def test_a_gpu_without_kernels_for_its_architecture_is_refused_clearly(monkeypatch):
     """What a CUDA wheel says on a card it was not built for becomes one ContextError."""
-    from gluon_softmax import context
+    from gluon_softmax.scale import context
     message = ('Traceback (most recent call last):\n  File "../src/operator/mxnet_op.h", line 1\n'
                'MXNetError: Check failed: err == cudaSuccess (209 vs. 0) : mxnet_generic_kernel '
                'ErrStr:no kernel image is available for execution on the device')

@@ -15,9 +15,9 @@ import time
 import mxnet as mx
 import pytest
 
-from gluon_softmax import models
-from gluon_softmax.parallel import Workers
-from gluon_softmax.settings import Recipe
+from gluon_softmax.compose import build_model
+from gluon_softmax.run.settings import Recipe
+from gluon_softmax.scale.workers import Workers
 
 import procs
 import small_data
@@ -54,7 +54,7 @@ def metrics_of(out):
 
 def saved_digest(out, impl):
     """SHA-256 (as the workers compute it) of the parameters in ``out/model.params``."""
-    model = models.build_model(Recipe(impl=impl), [mx.cpu()], 1)
+    model = build_model(Recipe(impl=impl), [mx.cpu()], 1)
     model.net.load_parameters(str(out / 'model.params'))
     return Workers().digests(model.parameters())[0]
 

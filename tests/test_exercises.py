@@ -554,11 +554,11 @@ def test_the_chinese_table_prints_chinese(capsys, monkeypatch):
 
 def test_the_checkers_use_only_the_chapter_mxnet_and_numpy():
     path = ROOT / 'gluon_softmax' / 'exercises.py'
-    problems = import_problems(path.read_text(encoding='utf-8'), str(path), third_party=True)
+    problems = import_problems(path.read_text(encoding='utf-8'), 'exercises', str(path))
     assert problems == []
     source = path.read_text(encoding='utf-8')
     assert 'from gluon_softmax import concise, data, language, scratch, training' in source
-    assert import_problems('from gluon_softmax import runs', third_party=True)  # it would see
+    assert import_problems('from gluon_softmax.run import rundir', 'exercises')  # it would see
 
 
 # ----------------------------------------------------------------------------- notebooks

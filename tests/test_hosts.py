@@ -17,7 +17,9 @@ import time
 import pytest
 
 from gluon_softmax import launch
-from gluon_softmax.launch import Host, HostsError, misfit, place, read_hosts
+from gluon_softmax.scale import hosts as hosts_module
+from gluon_softmax.scale import launcher
+from gluon_softmax.scale.hosts import Host, HostsError, misfit, place, read_hosts
 from netns import INTERFACE, Network, NetnsUnavailable, Sshd
 import procs
 import small_data
@@ -165,7 +167,7 @@ def test_place_round_robin_by_slots():
 
 def test_misfit_memory_and_cores():
     roles = ['scheduler', 'server'] + ['worker'] * 4
-    need = 4 * launch.WORKER_PEAK_BYTES + 2 * launch.SERVICE_PEAK_BYTES
+    need = 4 * hosts_module.WORKER_PEAK_BYTES + 2 * hosts_module.SERVICE_PEAK_BYTES
     assert misfit(roles, need, 2) is None
     assert misfit(roles, None, 2) is None  # MemAvailable unknown: only the cores count
     assert 'MemAvailable' in misfit(roles, need - 1, 2)
@@ -184,7 +186,7 @@ def test_a_job_too_big_for_this_machine_is_refused(tmp_path):
 
 def test_force_starts_a_job_that_does_not_fit(monkeypatch, capsys):
     # this machine, as the launcher sees it, has 1 MB available
-    monkeypatch.setattr(launch, 'local_facts', lambda: (2**20, 2))
+    monkeypatch.setattr(launcher, 'local_facts', lambda: (2**20, 2))
     worker = ['--', sys.executable, '-c', 'pass']
     assert launch.main(['-n', '1', *worker]) == 2
     err = capsys.readouterr().err

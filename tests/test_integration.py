@@ -52,11 +52,12 @@ def test_fast_path_serves_the_books_dataloader_batches(real_data_dir):
     epochs' orders: test_data.py, on tiny files)."""
     import numpy as onp
 
-    from gluon_softmax import data, models
+    from gluon_softmax import data
+    from gluon_softmax.run.model import set_seed
     from gluon_softmax.idx import read_split
     book_train, book_test = data.load_data_fashion_mnist(256, root=real_data_dir)
     fast_train, fast_test = data.load_arrays_iters(256, root=real_data_dir)
-    models.set_seed(0)  # as the CLI seeds: both draw their orders from NumPy's global generator
+    set_seed(0)  # as the CLI seeds: both draw their orders from NumPy's global generator
     state, labels = onp.random.get_state(), []
     for book_loader, fast_loader in ((book_train, fast_train), (book_test, fast_test)):
         onp.random.set_state(state)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from gluon_softmax.launch import dmlc_env
+from gluon_softmax.scale.hosts import dmlc_env
 
 import procs
 

@@ -338,7 +338,7 @@ def test_a_signal_to_the_benchmark_ends_its_row_and_the_rows_loader_workers(
 CLI_STAGE = '''
 import gluon_softmax, sys
 from gluon_softmax import bench
-from gluon_softmax.runs import Interrupted, StopOnSignal
+from gluon_softmax.run.signals import Interrupted, StopOnSignal
 StopOnSignal().install()  # as bench.main does
 try:
     bench.run_cli(3, ('--data-dir', sys.argv[1]))

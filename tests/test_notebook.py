@@ -17,8 +17,9 @@ from plotly.offline import get_plotlyjs
 import gluon_softmax
 from conftest import RenderedFigures, run_chromium
 from procs import LONG_TEST_SECONDS
-from gluon_softmax import context, training
-from gluon_softmax.settings import Recipe
+from gluon_softmax import training
+from gluon_softmax.run.settings import Recipe
+from gluon_softmax.scale import context
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / 'notebooks' / 'softmax_regression.ipynb'
 # the notebook's own quick setting (two epochs, so the live plot is updated once; two-point

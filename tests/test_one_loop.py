@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from gluon_softmax import runs, training
-# imported now, not first inside a capsys test: runs.progress_bar binds sys.stderr as its
+from gluon_softmax import training
+from gluon_softmax.run import watch
+# imported now, not first inside a capsys test: progress.progress_bar binds sys.stderr as its
 # default argument when imported, and a capsys stream is closed after its test
 from gluon_softmax.train import EXIT_DIVERGED, main
 
@@ -43,7 +44,7 @@ def test_the_single_device_cli_trains_with_the_chapter_s_train_epoch(
     assert status == 0, err
     assert len(epoch_calls) == 2 == len(metrics['epochs'])  # once per epoch, and nothing else
     # the divergence check plugs in through the loss the loop is given, not inside the loop
-    assert all(isinstance(call['loss'], runs.WatchedLoss) for call in epoch_calls)
+    assert all(isinstance(call['loss'], watch.WatchedLoss) for call in epoch_calls)
     assert [str(call['ctx']) for call in epoch_calls] == ['cpu(0)'] * 2
 
 

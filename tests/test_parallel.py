@@ -9,12 +9,15 @@ import numpy as onp
 import pytest
 from mxnet import gluon, np
 
-from gluon_softmax import concise, data, models, scratch, training
+from gluon_softmax import concise, data, scratch, training
+from gluon_softmax.compose import build_model
 from gluon_softmax.data import ArrayLoader
-from gluon_softmax.parallel import (DataParallel, ParallelError, ReplicaSGD, ScratchReplicas,
-                                    Workers, build_trainer, connect, ctx_list, share_bounds,
-                                    split_batch)
-from gluon_softmax.settings import IMPLS, Recipe
+from gluon_softmax.run.model import set_seed
+from gluon_softmax.run.settings import IMPLS, Recipe
+from gluon_softmax.scale.parallel import DataParallel, ctx_list, share_bounds, split_batch
+from gluon_softmax.scale.replicas import ReplicaSGD, ScratchReplicas
+from gluon_softmax.scale.trainer import build_parallel_trainer
+from gluon_softmax.scale.workers import ParallelError, Workers, connect
 
 import procs
 import small_data
@@ -43,8 +46,8 @@ def separable(n, seed):
 
 
 def build(impl, ctxs, steps_per_epoch=1, kvstore='device', **recipe):
-    """``models.build_model`` for a :class:`Recipe` of ``impl`` with the given fields."""
-    return models.build_model(Recipe(impl=impl, **recipe), ctxs, steps_per_epoch, kvstore)
+    """``build_model`` for a :class:`Recipe` of ``impl`` with the given fields."""
+    return build_model(Recipe(impl=impl, **recipe), ctxs, steps_per_epoch, kvstore)
 
 
 def epoch_fn_for(ctxs):
@@ -95,7 +98,7 @@ def real_iters(root):
 
 def train_real(root, impl, ctxs, kvstore='device', epochs=1, seed=0, lr=0.1):
     """Train on the real data set from ``seed``; returns ``(model, history)``."""
-    models.set_seed(seed)
+    set_seed(seed)
     train_iter, test_iter = real_iters(root)
     model = build(impl, ctxs, len(train_iter), kvstore, lr=lr, epochs=epochs, seed=seed)
     return model, fit(model, ctxs, train_iter, test_iter, epochs)
@@ -304,19 +307,19 @@ def test_concise_on_several_devices_in_one_process_uses_a_plain_trainer():
 
 # --- kvstore refusals -----------------------------------------------------------------------
 
-def test_build_trainer_refuses_no_kvstore_on_several_devices():
+def test_build_parallel_trainer_refuses_no_kvstore_on_several_devices():
     net = build('concise', TWO, resize=SIDE).net
     with pytest.raises(ParallelError, match='kvstore'):
-        build_trainer(net, 0.1, kvstore=None)
+        build_parallel_trainer(net, 0.1, kvstore=None)
     with pytest.raises(ParallelError, match='kvstore'):
         build('concise', TWO, kvstore=None, resize=SIDE)
-    assert isinstance(build_trainer(net, 0.1), gluon.Trainer)  # 'device', the default
+    assert isinstance(build_parallel_trainer(net, 0.1), gluon.Trainer)  # 'device', the default
 
 
-def test_build_trainer_allows_no_kvstore_on_one_device():
+def test_build_parallel_trainer_allows_no_kvstore_on_one_device():
     model = build('concise', [CPU0], kvstore=None, resize=SIDE)
     assert isinstance(model.updater, gluon.Trainer)
-    assert isinstance(build_trainer(model.net, 0.1, kvstore=None), gluon.Trainer)
+    assert isinstance(build_parallel_trainer(model.net, 0.1, kvstore=None), gluon.Trainer)
 
 
 # --- the scale-out epoch against the chapter's loop -----------------------------------------
@@ -328,7 +331,7 @@ CHAPTER_RECIPES = [('scratch', {}), ('concise', {}),
 
 def run_epochs(epoch_fn, impl, X, y, batch_size, epochs=2, resize=SIDE, **recipe):
     """Train ``epochs`` epochs from seed 0 with ``epoch_fn``; its results and the parameters."""
-    models.set_seed(0)
+    set_seed(0)
     loader = ArrayLoader(X, y, batch_size, shuffle=True)
     model = build(impl, [CPU0], len(loader), batch_size=batch_size, resize=resize,
                   epochs=epochs, seed=0, **recipe)
@@ -376,7 +379,7 @@ def test_scale_out_epoch_tells_its_watch_every_batch_and_the_end():
             self.ends += 1
 
     X, y = separable(1001, seed=5)
-    models.set_seed(0)
+    set_seed(0)
     model = build('concise', THREE, resize=SIDE)
     watch = Watch()
     loss, acc = DataParallel(THREE, watch=watch).train_epoch(
@@ -415,7 +418,7 @@ def test_a_last_batch_smaller_than_the_devices_changes_nothing(impl):
     X, y = separable(1001, seed=1)
     runs = {}
     for name, ctxs in (('one', [CPU0]), ('three', THREE)):
-        models.set_seed(0)
+        set_seed(0)
         loader = ArrayLoader(X, y, 500, shuffle=True)
         model = build(impl, ctxs, len(loader), lr=0.5, batch_size=500, resize=SIDE)
         initial = copies_of(model)[0]
@@ -433,11 +436,11 @@ def test_a_last_batch_smaller_than_the_devices_changes_nothing(impl):
 # --- what the rules prevent -----------------------------------------------------------------
 
 def test_without_a_kvstore_the_copies_drift_apart():
-    """Negative control: why parallel.build_trainer refuses kvstore=None on several devices."""
+    """Negative control: why build_parallel_trainer refuses kvstore=None on several devices."""
     X, y = separable(1024, seed=2)
     ends = {}
     for name in ('kvstore device', 'no kvstore'):
-        models.set_seed(0)
+        set_seed(0)
         model = build('concise', TWO, lr=0.5, resize=SIDE)
         before = copies_of(model)
         assert max_diff(before[0], before[1]) == 0  # they start equal
@@ -467,7 +470,7 @@ def test_trainer_step_needs_the_total_batch_size_not_the_per_device_one(real_dat
     one, _ = train_real(real_data_dir, 'concise', [CPU0])
     double_lr, _ = train_real(real_data_dir, 'concise', [CPU0], lr=0.2)
 
-    models.set_seed(0)
+    set_seed(0)
     train_iter, test_iter = real_iters(real_data_dir)
     two = build('concise', TWO, len(train_iter), lr=0.1, epochs=1, seed=0)
     training.train(two.net, train_iter, test_iter, two.loss, PerDeviceStep(two.updater, 2),

@@ -22,7 +22,7 @@ import pytest
 import procs
 import small_data
 from conftest import assert_usage_error
-# imported now, not first inside a capsys test: runs.progress_bar binds sys.stderr as its
+# imported now, not first inside a capsys test: progress.progress_bar binds sys.stderr as its
 # default argument when imported, and a capsys stream is closed after its test
 import gluon_softmax.train  # noqa: F401,E402  pylint: disable=unused-import
 
@@ -337,14 +337,14 @@ def test_a_cosine_run_resumes_to_its_own_epochs_only(tmp_path, small_data_dir, s
 # ================================================================= 3. run directories
 
 def test_two_unique_directories_in_the_same_second(tmp_path, monkeypatch):
-    from gluon_softmax import runs
+    from gluon_softmax.run import rundir
 
-    class Frozen(runs.datetime.datetime):
+    class Frozen(rundir.datetime.datetime):
         @classmethod
         def now(cls, tz=None):
             return cls(2026, 11, 23, 20, 0, 0)
-    monkeypatch.setattr(runs.datetime, 'datetime', Frozen)
-    paths = [runs.RunDirectory.unique(str(tmp_path / 'runs'), 'concise').path for _ in range(3)]
+    monkeypatch.setattr(rundir.datetime, 'datetime', Frozen)
+    paths = [rundir.RunDirectory.unique(str(tmp_path / 'runs'), 'concise').path for _ in range(3)]
     assert len(set(paths)) == 3 and all(os.path.isdir(p) for p in paths)
     assert [os.path.basename(p) for p in paths] == [
         'concise-20261123-200000', 'concise-20261123-200000-2', 'concise-20261123-200000-3']
@@ -423,7 +423,7 @@ def test_an_interrupted_overwrite_leaves_nothing_of_the_old_run(finished_run, sm
     new = snapshot(finished_run)
     for name in new:  # whatever is there now was written by the new run
         assert new[name] != old.get(name) or name == 'plotly.min.js', name
-    from gluon_softmax.checkpoint import read_checkpoint
+    from gluon_softmax.run.checkpoint import read_checkpoint
     meta, _ = read_checkpoint(str(finished_run / 'checkpoint.npz'))
     assert len(meta['history']) == 1
 
@@ -482,7 +482,7 @@ def test_a_full_disk_ends_with_one_line_and_keeps_the_last_checkpoint(
     done = len(epoch_lines(result.stdout))
     assert done >= 1, result.stdout
     assert f'checkpoint of epoch {done} is kept' in line
-    from gluon_softmax.checkpoint import read_checkpoint
+    from gluon_softmax.run.checkpoint import read_checkpoint
     meta, _ = read_checkpoint(str(out / 'checkpoint.npz'))
     assert len(meta['history']) == done
     assert not [n for n in os.listdir(out) if n.endswith('.tmp')]

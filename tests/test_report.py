@@ -10,7 +10,8 @@ from mxnet import np, npx
 from plotly.offline import get_plotlyjs
 
 from conftest import RenderedFigures, chromium, run_chromium
-from gluon_softmax import concise, plots, report, scratch
+from gluon_softmax import concise, plots, scratch
+from gluon_softmax.run import report
 from gluon_softmax.data import TEXT_LABELS, ArrayLoader
 
 npx.set_np()

@@ -21,12 +21,13 @@ import mxnet as mx
 import numpy as onp
 import pytest
 
-from gluon_softmax import checkpoint as checkpoint_module
-from gluon_softmax import models
-from gluon_softmax.checkpoint import (CheckpointError, load_checkpoint, read_checkpoint,
+from gluon_softmax.compose import build_model
+from gluon_softmax.run import files as files_module
+from gluon_softmax.run.checkpoint import (CheckpointError, load_checkpoint, read_checkpoint,
                                       save_checkpoint)
-from gluon_softmax.settings import Recipe
-# imported now, not first inside a capsys test: runs.progress_bar binds sys.stderr as its
+from gluon_softmax.run.model import set_seed
+from gluon_softmax.run.settings import Recipe
+# imported now, not first inside a capsys test: progress.progress_bar binds sys.stderr as its
 # default argument when imported, and a capsys stream is closed after its test
 import gluon_softmax.train  # noqa: F401,E402  pylint: disable=unused-import
 
@@ -295,8 +296,8 @@ def test_a_checkpoint_of_another_run_is_refused(runs, run, capsys, change, needl
     path = run / 'checkpoint.npz'
     if change == 'other-run':
         settings = Recipe(seed=8, lr=0.3, batch_size=1024, epochs=1).to_dict()
-        models.set_seed(8)
-        model = models.build_model(Recipe(**settings), [mx.cpu()], 59)
+        set_seed(8)
+        model = build_model(Recipe(**settings), [mx.cpu()], 59)
         save_checkpoint(str(path), model, [], settings)
     elif change == 'edited-lr':
         metrics = metrics_of(run)
@@ -327,8 +328,8 @@ def rewrite_meta(path, **changes):
 
 
 def build(seed=1, **recipe):
-    models.set_seed(seed)
-    return models.build_model(Recipe(seed=seed, **recipe), [mx.cpu()], 4)
+    set_seed(seed)
+    return build_model(Recipe(seed=seed, **recipe), [mx.cpu()], 4)
 
 
 @pytest.fixture
@@ -404,7 +405,7 @@ def test_checkpoint_errors_name_the_true_cause(saved, tmp_path, monkeypatch):
 
     def full_disk(*args, **kwargs):
         raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(checkpoint_module.tempfile, 'mkstemp', full_disk)
+    monkeypatch.setattr(files_module.tempfile, 'mkstemp', full_disk)
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path, model, settings)
     assert 'No space left on device' in str(info.value)
@@ -450,7 +451,7 @@ def test_launcher_counts_are_bounded_before_use(capsys, argv, needle):
 
 @pytest.mark.parametrize('slots', ['99999999999999999999', '4097'])
 def test_hosts_file_slots_are_bounded_before_use(tmp_path, slots):
-    from gluon_softmax.launch import HostsError, read_hosts
+    from gluon_softmax.scale.hosts import HostsError, read_hosts
     path = tmp_path / 'hosts'
     path.write_text(f'a address=127.0.0.1 slots={slots}\n')
     with pytest.raises(HostsError, match=f"line 1: slots must be an integer from 0 to 4096, "
@@ -460,14 +461,14 @@ def test_hosts_file_slots_are_bounded_before_use(tmp_path, slots):
 
 @pytest.mark.parametrize('spec', ['cpu:2147483648', 'cpu:1024', 'cpu:0,cpu:99999999999999'])
 def test_cpu_indices_are_bounded(spec):
-    from gluon_softmax.context import ContextError, parse_ctx
+    from gluon_softmax.scale.context import ContextError, parse_ctx
     with pytest.raises(ContextError, match='above 1023'):
         parse_ctx(spec)
     assert parse_ctx('cpu:0,cpu:1023') == [mx.cpu(0), mx.cpu(1023)]  # up to the bound
 
 
 def test_a_non_ascii_digit_index_is_one_error():
-    from gluon_softmax.context import ContextError, parse_ctx
+    from gluon_softmax.scale.context import ContextError, parse_ctx
     with pytest.raises(ContextError, match='not a number'):
         parse_ctx('cpu:\u00b2')  # '²'.isdigit() is True, int('²') fails
 

@@ -1,10 +1,11 @@
-"""runs.StopOnSignal: where a signal may be raised as Interrupted, and where it is asked again."""
+"""run.signals.StopOnSignal: where a signal may be raised as Interrupted, and where it is asked
+again."""
 import signal
 import types
 
 import pytest
 
-from gluon_softmax import runs
+from gluon_softmax.run import signals
 
 
 def frame_of(module_name, code_name='f'):
@@ -24,40 +25,40 @@ def timers(monkeypatch):
 
         def start(self):
             pass
-    monkeypatch.setattr(runs.threading, 'Timer', Timer)
+    monkeypatch.setattr(signals.threading, 'Timer', Timer)
     return started
 
 
 @pytest.mark.parametrize('module', ['mxnet', 'mxnet.ndarray.ndarray', 'mxnet._ctypes.ndarray'])
 def test_a_signal_inside_mxnet_is_asked_again_not_raised(timers, module):
-    stop = runs.StopOnSignal()
+    stop = signals.StopOnSignal()
     assert stop.handler(signal.SIGINT, frame_of(module)) is None
     assert stop.received == signal.SIGINT and len(timers) == 1
     # once the main thread is back in code of ours, the next delivery raises
-    with pytest.raises(runs.Interrupted):
+    with pytest.raises(signals.Interrupted):
         stop.handler(signal.SIGINT, frame_of('gluon_softmax.training'))
     assert stop.deferred == 0
 
 
 @pytest.mark.parametrize('module', ['gluon_softmax.training', 'mxnetwork', '__main__'])
 def test_a_signal_outside_mxnet_is_raised_at_once(timers, module):
-    with pytest.raises(runs.Interrupted):
-        runs.StopOnSignal().handler(signal.SIGTERM, frame_of(module))
+    with pytest.raises(signals.Interrupted):
+        signals.StopOnSignal().handler(signal.SIGTERM, frame_of(module))
     assert timers == []
 
 
 def test_deferral_is_bounded(timers):
     # a main thread that never leaves MXNet (a wait inside it) is still interrupted, within ~1 s
-    stop = runs.StopOnSignal()
-    for _ in range(runs.MAX_DEFERRALS):
+    stop = signals.StopOnSignal()
+    for _ in range(signals.MAX_DEFERRALS):
         assert stop.handler(signal.SIGINT, frame_of('mxnet.gluon.data.dataloader')) is None
-    with pytest.raises(runs.Interrupted):
+    with pytest.raises(signals.Interrupted):
         stop.handler(signal.SIGINT, frame_of('mxnet.gluon.data.dataloader'))
-    assert len(timers) == runs.MAX_DEFERRALS
-    assert runs.MAX_DEFERRALS * runs.DEFER_SECONDS <= 1.0
+    assert len(timers) == signals.MAX_DEFERRALS
+    assert signals.MAX_DEFERRALS * signals.DEFER_SECONDS <= 1.0
 
 
 def test_a_signal_in_a_finalizer_is_asked_again(timers):
-    stop = runs.StopOnSignal()
+    stop = signals.StopOnSignal()
     assert stop.handler(signal.SIGINT, frame_of('gluon_softmax.data', '__del__')) is None
     assert len(timers) == 1

@@ -134,10 +134,10 @@ def test_ctrl_c_while_a_resume_starts_says_the_run_is_as_it_was(tmp_path, small_
 
 def test_the_stop_signals_are_the_same_before_and_after_the_handlers(monkeypatch):
     # what ends a starting program ends a running one, and the other way round
-    from gluon_softmax import cli, runs
+    from gluon_softmax.run import signals
     installed = {}
     monkeypatch.setattr(signal, 'signal', lambda signum, handler: installed.setdefault(signum,
                                                                                       handler))
     monkeypatch.setattr(sys, 'argv', ['gluon-softmax-train'])
-    cli.exit_on_signals()
-    assert set(installed) == set(runs.STOP_SIGNALS)
+    signals.exit_on_signals()
+    assert set(installed) == set(signals.STOP_SIGNALS)

@@ -7,9 +7,11 @@ import pytest
 from d2l import mxnet as d2l
 from mxnet import np
 
-from gluon_softmax import models, training
+from gluon_softmax import training
+from gluon_softmax.compose import build_model
+from gluon_softmax.run.model import as_model
 from gluon_softmax.data import ArrayLoader
-from gluon_softmax.settings import Recipe
+from gluon_softmax.run.settings import Recipe
 
 SIDE = 4  # tiny "images": 4 x 4 = 16 features
 NUM_INPUTS = SIDE * SIDE
@@ -29,13 +31,13 @@ def np_softmax(o):
 
 def make_model(impl, lr):
     """(net, loss, updater) of one implementation, for NUM_INPUTS features."""
-    model = models.build_model(Recipe(impl=impl, lr=lr, resize=SIDE), [mx.cpu()], 1)
+    model = build_model(Recipe(impl=impl, lr=lr, resize=SIDE), [mx.cpu()], 1)
     return model.net, model.loss, model.updater
 
 
 def weights_of(net):
     """(W (inputs, outputs), b) as float64 NumPy arrays, for either implementation."""
-    model = models.as_model(net)
+    model = as_model(net)
     return (model.weight_matrix().astype(onp.float64),
             model.parameters()[1].asnumpy().astype(onp.float64))
 

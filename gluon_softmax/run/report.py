@@ -15,10 +15,10 @@ import numpy as onp
 from mxnet import np, npx
 
 from gluon_softmax import plots
-from gluon_softmax.checkpoint import write_text
 from gluon_softmax.data import TEXT_LABELS
-from gluon_softmax.models import as_model
-from gluon_softmax.runs import PLOTLY_JS
+from gluon_softmax.run.files import write_text
+from gluon_softmax.run.model import as_model
+from gluon_softmax.run.rundir import PLOTLY_JS
 
 PREDICT_BATCH = 1000  # examples per forward pass when the test set is given as arrays
 FINAL_METRICS = (('train_loss', 'train loss', '{:.4f}'),
@@ -104,7 +104,7 @@ def report_figures(net, test_iter_or_arrays, history, labels=TEXT_LABELS, ctx=No
     Parameters
     ----------
     net : a trained model: ``SoftmaxRegressionScratch``, a Gluon block returning logits, or
-        a :class:`gluon_softmax.models.Model`.
+        a :class:`gluon_softmax.run.model.Model`.
     test_iter_or_arrays : the test set, as an iterator of ``(X, y)`` batches (``test_iter``)
         or as a pair of arrays ``(X, y)`` (NumPy or ``mxnet.np``).
     history : the list :func:`gluon_softmax.training.train` returned.
@@ -241,6 +241,51 @@ def write_plotly_js(directory, name=PLOTLY_JS):
     return path
 
 
+def _final_metrics(epochs):
+    """``[(label, value)]`` of the last epoch, and the training time when every epoch has one."""
+    final = []
+    if epochs:
+        last = epochs[-1]
+        final.append(('epochs trained', last.get('epoch', len(epochs))))
+        final += [(label, fmt.format(last[key])) for key, label, fmt in FINAL_METRICS
+                  if key in last]
+        if all('seconds' in e for e in epochs):
+            final.append(('training time', f'{sum(e["seconds"] for e in epochs):.2f} s'))
+    return final
+
+
+def _history_tables(epochs, sessions):
+    """The folded tables of every epoch and, for a resumed run, of every session."""
+    parts = []
+    columns = [k for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss',
+                           'test_acc') if epochs and all(k in e for e in epochs)]
+    per_epoch = [(e.get('epoch'), *[f'{e[k]:.4f}' for k in columns],
+                  f'{e["seconds"]:.2f}' if 'seconds' in e else None) for e in epochs]
+    rows = [(i + 1, s.get('ctx'), s.get('kvstore'), s.get('worker_processes'),
+             s.get('after_epoch')) for i, s in enumerate(sessions)]
+    if per_epoch:
+        parts.append('<details><summary>every epoch</summary>' + _table(
+            per_epoch, ('epoch', *[k.replace('_', ' ') for k in columns], 'seconds')) +
+            '</details>')
+    if len(rows) > 1:
+        parts.append('<details><summary>sessions (the run was resumed)</summary>' + _table(
+            rows, ('session', 'devices', 'kvstore', 'worker processes', 'after epoch')) +
+            '</details>')
+    return parts
+
+
+def _figure_sections(figures, plotly_js):
+    """One ``<section>`` per ``(heading, figure)``; plotly.js (``plotly_js``) with the first."""
+    sections = []
+    for i, (heading, fig) in enumerate(figures):
+        div = fig.to_html(full_html=False, include_plotlyjs=plotly_js if i == 0 else False,
+                          div_id=f'figure-{i + 1}-{_slug(heading)}',
+                          config={'displaylogo': False, 'responsive': True})
+        sections.append(f'<section class="figure"><h2>{html.escape(heading)}</h2>\n{div}\n'
+                        '</section>')
+    return sections
+
+
 def report_html(metrics, figures, title=None, plotly_js=True):
     """One HTML page: run settings, final metrics, why the run ended if early, the figures.
 
@@ -261,21 +306,7 @@ def report_html(metrics, figures, title=None, plotly_js=True):
     title = title or (f'{impl} softmax regression on Fashion-MNIST' if impl else
                       'Softmax regression on Fashion-MNIST')
 
-    final = []
-    if epochs:
-        last = epochs[-1]
-        final.append(('epochs trained', last.get('epoch', len(epochs))))
-        final += [(label, fmt.format(last[key])) for key, label, fmt in FINAL_METRICS
-                  if key in last]
-        if all('seconds' in e for e in epochs):
-            final.append(('training time', f'{sum(e["seconds"] for e in epochs):.2f} s'))
-    columns = [k for k in ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss',
-                           'test_acc') if epochs and all(k in e for e in epochs)]
-    per_epoch = [(e.get('epoch'), *[f'{e[k]:.4f}' for k in columns],
-                  f'{e["seconds"]:.2f}' if 'seconds' in e else None) for e in epochs]
-    sessions = [(i + 1, s.get('ctx'), s.get('kvstore'), s.get('worker_processes'),
-                 s.get('after_epoch')) for i, s in enumerate(metrics.get('sessions') or [])]
-
+    final = _final_metrics(epochs)
     parts = ['<!DOCTYPE html>', '<html lang="en">', '<head>', '<meta charset="utf-8">',
              f'<title>{html.escape(title)}</title>', f'<style>{STYLE}</style>', '</head>',
              '<body>', f'<h1>{html.escape(title)}</h1>',
@@ -290,19 +321,6 @@ def report_html(metrics, figures, title=None, plotly_js=True):
               '<div><h2>Final metrics</h2>' + (_table(final) if final else
                                                '<p>no completed epoch</p>') + '</div>',
               '</div>']
-    if per_epoch:
-        parts.append('<details><summary>every epoch</summary>' + _table(
-            per_epoch, ('epoch', *[k.replace('_', ' ') for k in columns], 'seconds')) +
-            '</details>')
-    if len(sessions) > 1:
-        parts.append('<details><summary>sessions (the run was resumed)</summary>' + _table(
-            sessions, ('session', 'devices', 'kvstore', 'worker processes', 'after epoch')) +
-            '</details>')
-    for i, (heading, fig) in enumerate(figures):
-        div = fig.to_html(full_html=False, include_plotlyjs=plotly_js if i == 0 else False,
-                          div_id=f'figure-{i + 1}-{_slug(heading)}',
-                          config={'displaylogo': False, 'responsive': True})
-        parts.append(f'<section class="figure"><h2>{html.escape(heading)}</h2>\n{div}\n'
-                     '</section>')
-    parts += ['</body>', '</html>']
+    parts += _history_tables(epochs, metrics.get('sessions') or [])
+    parts += [*_figure_sections(figures, plotly_js), '</body>', '</html>']
     return '\n'.join(parts) + '\n'

@@ -8,13 +8,11 @@ process can use it.
 import argparse
 import dataclasses
 
-from gluon_softmax.cli import non_negative_int, number_type, positive_int
+from gluon_softmax.run.cli import non_negative_int, number_type, positive_int
 
 IMPLS = ('concise', 'scratch')
 SCHEDULES = ('constant', 'cosine')
 LOADERS = ('memory', 'dataloader')
-# how gradients are summed (see gluon_softmax.parallel); here so the CLI can list them early
-KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
 MAX_SEED = 2 ** 32 - 1  # NumPy's seed range
 
 # MXNet passes optimizer settings as float32 text: larger values fail inside the optimizer

@@ -1,42 +1,9 @@
-"""What the command lines share: one-line argparse errors and checked numeric flag types.
-
-Imports nothing heavy, so the launcher and the benchmark's parent process can use
-it without loading MXNet.
-"""
-import argparse
+"""The environment variables MXNet reads, checked before it loads: a bad value is one line."""
 import math
 import os
-import signal
 import sys
 
-EXIT_USAGE = 2
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with errors as one ``error: ...`` line and exit status 2."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f'error: {message} (see --help)\n')
-
-
-def number_type(convert, low, low_ok=True, high=None, expected=''):
-    """An argparse type: ``convert(text)``, finite, >= ``low`` (> if not ``low_ok``), < ``high``."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if (value is None or not math.isfinite(value) or value < low
-                or (value == low and not low_ok) or (high is not None and value >= high)):
-            raise argparse.ArgumentTypeError(f'expected {expected}, got {text!r}')
-        return value
-    return parse
-
-
-positive_int = number_type(int, 1, expected='an integer >= 1')
-non_negative_int = number_type(int, 0, expected='an integer >= 0')
-positive_float = number_type(float, 0, low_ok=False, expected='a positive finite number')
-non_negative_float = number_type(float, 0, expected='a finite number >= 0')
+from gluon_softmax.run.cli import EXIT_USAGE
 
 
 # The environment variables MXNet 1.9.1 reads as it starts or runs its first operators, where a
@@ -113,27 +80,3 @@ def check_environment(environ=None):
         print(f'error: {problem} (an environment variable MXNet reads; fix or unset it)',
               file=sys.stderr)
         sys.exit(EXIT_USAGE)
-
-
-def exit_on_signals(doing='starting', kept=None):
-    """Until a program installs its own handlers, the stop signals end it with one line:
-    ``interrupted (SIGNAME) while <doing>; <kept>``. A program that only reads (the data
-    check) calls it again for each step, so the line says what was going on.
-
-    Leaving with ``os._exit`` rather than an exception: raised inside an
-    extension module's import (NumPy's, MXNet's) an exception comes out as that
-    library's ImportError essay.
-    """
-    if kept is None:
-        resuming = any(arg == '--resume' or arg.startswith('--resume=') for arg in sys.argv)
-        kept = 'the run directory is as it was' if resuming else 'nothing was saved'
-
-    def handler(signum, frame):
-        try:
-            os.write(2, f'interrupted ({signal.Signals(signum).name}) while {doing}; '
-                        f'{kept}\n'.encode(errors='backslashreplace'))
-        except OSError:  # no stderr (2>&-): the exit status says it
-            pass
-        os._exit(128 + signum)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1):
-        signal.signal(signum, handler)

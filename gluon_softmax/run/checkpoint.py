@@ -13,6 +13,8 @@ import zipfile
 import numpy as onp
 from numpy.lib import format as npy_format
 
+from gluon_softmax.run.files import WriteError, atomic_write
+
 CHECKPOINT = 'checkpoint.npz'
 FORMAT = 'gluon_softmax-checkpoint-1'
 # (dtype, shape or None for any length) of each array a checkpoint may hold
@@ -24,48 +26,6 @@ STATE_SLACK = 64 << 10  # bytes beyond the raw arrays: names, shapes, the pickle
 
 class CheckpointError(Exception):
     """A checkpoint is missing, is not a checkpoint, or does not fit the model."""
-
-
-class WriteError(Exception):
-    """A file of the run could not be written (full disk, no permission); the old one is kept."""
-
-
-def atomic_write(path, write):
-    """Call ``write(tmp_path)``, then rename onto ``path``: readers see old or new, never half.
-
-    Any OSError (a full disk, a read-only directory) becomes :class:`WriteError`
-    naming ``path``; the previous ``path`` is untouched and the temporary file removed.
-    """
-    try:
-        _atomic_write(path, write)
-    except OSError as e:
-        raise WriteError(f'cannot write {path}: {e.strerror or e}') from None
-
-
-def _atomic_write(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates the file 0600; give it the permissions of an ordinary new file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text(path, text):
-    """Atomically write a text file."""
-    def write(tmp):
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-    atomic_write(path, write)
 
 
 def _bytes_of(save, directory):
@@ -115,7 +75,7 @@ def _load_from_bytes(load, content, directory):
 def save_checkpoint(path, model, history, settings=None):
     """Write everything needed to continue training ``model`` after ``history``'s last epoch.
 
-    ``model`` follows the :class:`gluon_softmax.models.Model` protocol;
+    ``model`` follows the :class:`gluon_softmax.run.model.Model` protocol;
     ``settings`` (a dict, e.g. ``Recipe.to_dict()``) records which run the
     checkpoint belongs to, and is enough to resume it without other files.
     """

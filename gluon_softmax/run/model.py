@@ -1,18 +1,14 @@
-"""Building a recipe's model, and what reports and checkpoints need from any model.
+"""The model protocol: what reports and checkpoints need from any model; the one seed function.
 
-:func:`build_model` is the one place a :class:`~gluon_softmax.settings.Recipe`
-becomes a net, its loss and its updater (on one device, several devices or the
-workers of a job). :func:`as_model` gives any net the small protocol the
-outer layers use: ``parameters()``, ``weight_matrix()``, ``ctx``.
+:func:`as_model` gives any net the small protocol run management uses:
+``parameters()``, ``weight_matrix()``, ``ctx``. A recipe's model is built by
+:func:`gluon_softmax.compose.build_model`.
 """
 import random
 
 import mxnet as mx
 import numpy as onp
 from mxnet import gluon
-
-from gluon_softmax import concise, parallel, scratch
-from gluon_softmax.idx import IMAGE_SIDE
 
 
 def set_seed(seed):
@@ -98,27 +94,3 @@ def as_model(net):
     return ConciseModel(net) if isinstance(net, gluon.Block) else ScratchModel(net)
 
 
-def build_model(recipe, ctxs, steps_per_epoch, kvstore='device', workers=None):
-    """The :class:`Model` a recipe asks for, with parameters on every device of ``ctxs``.
-
-    One device and one process get the chapter's own pieces unchanged; several
-    devices or the ``workers`` of a distributed job get them wrapped by the
-    scale-out layer (gradients summed by the Trainer's kvstore, or by the
-    replicas' SGD for the scratch model). ``steps_per_epoch`` sizes the cosine
-    schedule.
-    """
-    ctxs = parallel.ctx_list(ctxs)
-    workers = workers or parallel.Workers()
-    side = recipe.resize or IMAGE_SIDE
-    if recipe.impl == 'scratch':
-        net = scratch.SoftmaxRegressionScratch(num_inputs=side * side, ctx=ctxs[0])
-        if len(ctxs) == 1 and not workers.distributed:
-            return ScratchModel(net, scratch.softmax_cross_entropy, scratch.SGD(
-                net.parameters(), recipe.lr))
-        net, updater = parallel.replicate_scratch(net, recipe.lr, ctxs, workers)
-        return ScratchModel(net, scratch.softmax_cross_entropy, updater)
-    net = concise.build_net(num_inputs=side * side, ctx=ctxs)
-    num_updates = recipe.epochs * steps_per_epoch if recipe.lr_schedule == 'cosine' else None
-    trainer = parallel.build_trainer(net, recipe.lr, momentum=recipe.momentum, wd=recipe.wd,
-                                     num_updates=num_updates, kvstore=kvstore, workers=workers)
-    return ConciseModel(net, concise.build_loss(), trainer)
