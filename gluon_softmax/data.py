@@ -9,6 +9,7 @@ Two ways to feed a model live here:
   batch (:func:`load_arrays_iters`, built on :class:`ArrayLoader`).
 """
 import os
+import random
 import resource
 import sys
 import tempfile
@@ -30,6 +31,14 @@ TEXT_LABELS = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 UPSTREAM_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 ENV_DIR = 'FASHION_MNIST_DIR'
+
+
+def set_seed(seed):
+    """Seed Python's, NumPy's (the loaders' shuffling) and MXNet's (initial weights) generators."""
+    # here because the loaders draw their orders from NumPy's global generator
+    random.seed(seed)
+    onp.random.seed(seed)
+    mx.random.seed(seed)  # on every device
 
 
 def mxnet_cache_dir():

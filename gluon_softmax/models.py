@@ -5,21 +5,11 @@ becomes a net, its loss and its updater (on one device, several devices or the
 workers of a job). :func:`as_model` gives any net the small protocol the
 outer layers use: ``parameters()``, ``weight_matrix()``, ``ctx``.
 """
-import random
-
-import mxnet as mx
-import numpy as onp
 from mxnet import gluon
 
 from gluon_softmax import concise, parallel, scratch
+from gluon_softmax.data import set_seed  # noqa: F401  the chapter's, still models.set_seed
 from gluon_softmax.idx import IMAGE_SIDE
-
-
-def set_seed(seed):
-    """Seed Python's, NumPy's and MXNet's generators (MXNet on every device)."""
-    random.seed(seed)
-    onp.random.seed(seed)
-    mx.random.seed(seed)
 
 
 class Model:
