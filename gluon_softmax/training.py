@@ -44,7 +44,7 @@ def evaluate_accuracy(net, data_iter, ctx=mx.cpu()):
 
 
 def predict(net, data_iter, ctx=mx.cpu()):
-    """``(labels, predicted classes, probability of each prediction)`` over ``data_iter`` (NumPy)."""
+    """``(labels, predicted classes, probability of each prediction)`` of ``data_iter``, NumPy."""
     ys, y_hats, probs = [], [], []
     for X, y in data_iter:
         P = npx.softmax(net(X.as_in_ctx(ctx)))  # (batch, 10) probabilities
