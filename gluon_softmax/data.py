@@ -264,10 +264,34 @@ def to_float_images(images, resize=None):
     return (images.astype(onp.float32) / 255.0)[:, None, :, :]
 
 
+_SPLITS_READ = {}  # train (True/False) -> (the files' identities and verify, (images, labels))
+
+
+def read_split_once(directory, train=True, verify=True):
+    """:func:`read_split`, remembered in this process while the files stay the same.
+
+    The notebook's sections each load the data again; reading and checking the files
+    (SHA-256) is most of that. A file replaced or rewritten has another identity and is read.
+    """
+    paths = [idx_path(directory, name) for name in SPLITS[bool(train)][:2]]
+    if None in paths:
+        return read_split(directory, train, verify)  # it says which file is missing
+    stats = [os.stat(path) for path in paths]
+    key = tuple((path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                for path, st in zip(paths, stats)) + (bool(verify),)
+    remembered = _SPLITS_READ.get(bool(train))
+    if remembered is None or remembered[0] != key:  # one copy per split, the latest files read
+        images, labels = read_split(directory, train, verify)
+        images.setflags(write=False)  # shared by every later caller: never changed in place
+        labels.setflags(write=False)
+        _SPLITS_READ[bool(train)] = key, (images, labels)
+    return _SPLITS_READ[bool(train)][1]
+
+
 def load_arrays(root=None, train=True, resize=None, download=False, verify=True):
     """One split decoded once: ``(X float32 (n, 1, side, side) in [0, 1], y int32 (n,))``."""
-    images, labels = read_split(find_data_dir(root, download), train, verify)
-    return to_float_images(images, resize), labels
+    images, labels = read_split_once(find_data_dir(root, download), train, verify)
+    return to_float_images(images, resize), labels.copy()
 
 
 class ArrayLoader:
