@@ -158,10 +158,10 @@ class FashionMNIST(vision.FashionMNIST):
         super().__init__(root=find_data_dir(root, download), train=train, transform=transform)
 
     def _get_data(self):
-        images, labels = read_split(self._root, self._train, self._verify)
+        images, labels = read_split_once(self._root, self._train, self._verify)
         # (n, 28, 28) -> (n, 28, 28, 1): height x width x channel, the layout ToTensor expects
         self._data = np.array(images[..., None], dtype=onp.uint8)
-        self._label = labels
+        self._label = labels.copy()
 
 
 def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None,
@@ -270,8 +270,8 @@ _SPLITS_READ = {}  # train (True/False) -> (the files' identities and verify, (i
 def read_split_once(directory, train=True, verify=True):
     """:func:`read_split`, remembered in this process while the files stay the same.
 
-    The notebook's sections each load the data again; reading and checking the files
-    (SHA-256) is most of that. A file replaced or rewritten has another identity and is read.
+    The notebook's sections each load the data again (``load_arrays``, ``FashionMNIST``);
+    reading and checking the files (SHA-256) is most of that. A file replaced or rewritten has another identity and is read.
     """
     paths = [idx_path(directory, name) for name in SPLITS[bool(train)][:2]]
     if None in paths:
