@@ -225,7 +225,7 @@ def measure_gluon(name, data_dir, batch_size, resize, warmup, epochs, max_batche
     from gluon_softmax import training
     from gluon_softmax.compose import build_model
     from gluon_softmax.loader_workers import end_workers
-    from gluon_softmax.run.model import set_seed
+    from gluon_softmax.data import set_seed
     npx.set_np()
     set_seed(SEED)
     ctx = mx.cpu()

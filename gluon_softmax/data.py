@@ -9,6 +9,7 @@ Two ways to feed a model live here:
   batch (:func:`load_arrays_iters`, built on :class:`ArrayLoader`).
 """
 import os
+import random
 import resource
 import sys
 import tempfile
@@ -32,6 +33,14 @@ TEXT_LABELS_ZH = ('T恤', '裤子', '套衫', '连衣裙', '外套', '凉鞋', '
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 UPSTREAM_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 ENV_DIR = 'FASHION_MNIST_DIR'
+
+
+def set_seed(seed):
+    """Seed Python's, NumPy's (the loaders' shuffling) and MXNet's (initial weights) generators."""
+    # here because the loaders draw their orders from NumPy's global generator
+    random.seed(seed)
+    onp.random.seed(seed)
+    mx.random.seed(seed)  # on every device
 
 
 def mxnet_cache_dir():
@@ -152,10 +161,10 @@ class FashionMNIST(vision.FashionMNIST):
         super().__init__(root=find_data_dir(root, download), train=train, transform=transform)
 
     def _get_data(self):
-        images, labels = read_split(self._root, self._train, self._verify)
+        images, labels = read_split_once(self._root, self._train, self._verify)
         # (n, 28, 28) -> (n, 28, 28, 1): height x width x channel, the layout ToTensor expects
         self._data = np.array(images[..., None], dtype=onp.uint8)
-        self._label = labels
+        self._label = labels.copy()
 
 
 def load_data_fashion_mnist(batch_size, resize=None, root=None, num_workers=None,
@@ -258,10 +267,34 @@ def to_float_images(images, resize=None):
     return (images.astype(onp.float32) / 255.0)[:, None, :, :]
 
 
+_SPLITS_READ = {}  # train (True/False) -> (the files' identities and verify, (images, labels))
+
+
+def read_split_once(directory, train=True, verify=True):
+    """:func:`read_split`, remembered in this process while the files stay the same.
+
+    The notebook's sections each load the data again (``load_arrays``, ``FashionMNIST``);
+    reading and checking the files (SHA-256) is most of that. A file replaced or rewritten has another identity and is read.
+    """
+    paths = [idx_path(directory, name) for name in SPLITS[bool(train)][:2]]
+    if None in paths:
+        return read_split(directory, train, verify)  # it says which file is missing
+    stats = [os.stat(path) for path in paths]
+    key = tuple((path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                for path, st in zip(paths, stats)) + (bool(verify),)
+    remembered = _SPLITS_READ.get(bool(train))
+    if remembered is None or remembered[0] != key:  # one copy per split, the latest files read
+        images, labels = read_split(directory, train, verify)
+        images.setflags(write=False)  # shared by every later caller: never changed in place
+        labels.setflags(write=False)
+        _SPLITS_READ[bool(train)] = key, (images, labels)
+    return _SPLITS_READ[bool(train)][1]
+
+
 def load_arrays(root=None, train=True, resize=None, download=False, verify=True):
     """One split decoded once: ``(X float32 (n, 1, side, side) in [0, 1], y int32 (n,))``."""
-    images, labels = read_split(find_data_dir(root, download), train, verify)
-    return to_float_images(images, resize), labels
+    images, labels = read_split_once(find_data_dir(root, download), train, verify)
+    return to_float_images(images, resize), labels.copy()
 
 
 class ArrayLoader:

@@ -31,6 +31,9 @@ SPLIT_COLOURS = {'train': qualitative.Plotly[0], 'val': qualitative.Plotly[2],
                  'test': qualitative.Plotly[1]}
 MARKERS = ('circle', 'x', 'diamond', 'square', 'triangle-up', 'cross')
 LEGEND_PER_ROW = 5  # entries of a horizontal legend per row at Notebook 7's width (~900 px)
+# up to this many epochs, a tick and a marker per epoch; beyond, markers (12 series of 50 points
+# in section 8 of the notebook) hide the dashes that tell the splits apart, so lines only
+MARKED_EPOCHS = 20
 WRONG = '#d62728'  # plotly's red: the titles and frames of wrong predictions
 RIGHT = '#222222'
 TEMPLATE = 'plotly_white'
@@ -205,7 +208,7 @@ def _runs(history):
 
 @in_language
 def curves_figure(history, title='Softmax regression on Fashion-MNIST', subtitle=None, note=None):
-    """Loss (left) and accuracy (right) against epoch, for training and test, lines+markers.
+    """Loss (left) and accuracy (right) against epoch, for training and test (markers up to 20).
 
     Validation loss and accuracy are drawn too when the entries have them.
 
@@ -218,6 +221,8 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST', subtitle
     """
     runs = _runs(history)
     several = len(runs) > 1
+    marked = max((len(entries) for entries in runs.values()), default=0) <= MARKED_EPOCHS
+    mode = 'lines+markers' if marked else 'lines'
     fig = make_subplots(rows=1, cols=2, subplot_titles=('loss', 'accuracy'))
     for i, (run, entries) in enumerate(runs.items()):
         epochs = [e['epoch'] for e in entries]
@@ -228,13 +233,13 @@ def curves_figure(history, title='Softmax regression on Fashion-MNIST', subtitle
             style = (_run_style(i, key, run) if several else
                      dict(line=dict(color=SPLIT_COLOURS[key.split('_')[0]])))
             fig.add_trace(go.Scatter(x=epochs, y=[e[key] for e in entries], name=name,
-                                     mode='lines+markers', meta=key, **style),
+                                     mode=mode, meta=key, **style),
                           row=1, col=1 if key in LOSSES else 2)
     if several:
         _legend_keys(fig, runs, [key for key, _ in CURVES if any(
-            entries and key in entries[0] for entries in runs.values())])
+            entries and key in entries[0] for entries in runs.values())], mode)
     fig.update_xaxes(title_text='epoch')
-    if max((len(entries) for entries in runs.values()), default=0) <= 20:
+    if marked:
         fig.update_xaxes(dtick=1)  # whole epochs only
     fig.update_yaxes(title_text='mean cross-entropy', row=1, col=1)
     fig.update_yaxes(title_text='accuracy', row=1, col=2)
@@ -259,12 +264,13 @@ def _run_style(i, key, run):
                 opacity=0.55 if i == 0 else 1.0, legendgroup=run, showlegend=False)
 
 
-def _legend_keys(fig, runs, keys):
-    """The legend of several runs: one entry per run (its colour and marker; a click hides the
-    run) and one grey line per split for what each dash means, instead of runs x splits."""
+def _legend_keys(fig, runs, keys, mode='lines+markers'):
+    """The legend of several runs: one entry per run (its colour, and its marker where the
+    curves have markers; a click hides the run) and one grey line per split for what each dash
+    means, instead of runs x splits."""
     for i, run in enumerate(runs):
         style = _run_style(i, 'train_loss', run)
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode='lines+markers', name=run,
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode=mode, name=run,
                                  **{**style, 'showlegend': True}), row=1, col=1)
     for split in dict.fromkeys(key.split('_')[0] for key in keys):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode='lines', name=f'{split} (dash)',

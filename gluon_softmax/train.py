@@ -266,7 +266,7 @@ def start_run(args, stop):
         recipe, out = resolve_settings(args)
         check_settings(recipe)
         from gluon_softmax.loader_workers import end_workers
-        from gluon_softmax.run.model import set_seed
+        from gluon_softmax.data import set_seed
         ctxs, workers = joined or join(args, stop)
         if workers.distributed:
             # every worker must draw the same shuffling: worker 0's seed, given or drawn, for all

@@ -7,7 +7,7 @@ size. A ``gluon.Trainer`` and :class:`gluon_softmax.scratch.SGD` both fit it.
 import time
 
 import mxnet as mx
-from mxnet import autograd
+from mxnet import autograd, np, npx
 
 
 def correct_count(y_hat, y):
@@ -41,6 +41,20 @@ def evaluate_accuracy(net, data_iter, ctx=mx.cpu()):
         correct = correct + correct_count(net(X), y)
         total += y.shape[0]
     return float(correct) / total
+
+
+def predict(net, data_iter, ctx=mx.cpu()):
+    """``(labels, predicted classes, probability of each prediction)`` of ``data_iter``, NumPy."""
+    ys, y_hats, probs = [], [], []
+    for X, y in data_iter:
+        P = npx.softmax(net(X.as_in_ctx(ctx)))  # (batch, 10) probabilities
+        # arg-max and max stay on the device; one copy of each to the host at the end
+        ys.append(y.as_in_ctx(ctx).astype('int64'))
+        y_hats.append(P.argmax(axis=1).astype('int64'))
+        probs.append(P.max(axis=1))
+    if not ys:
+        raise ValueError('the test set is empty')
+    return tuple(np.concatenate(parts).asnumpy() for parts in (ys, y_hats, probs))
 
 
 def train_epoch(net, train_iter, loss, updater, ctx=mx.cpu()):

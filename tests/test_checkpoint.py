@@ -15,7 +15,7 @@ from gluon_softmax.compose import build_model
 from gluon_softmax.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gluon_softmax.data import ArrayLoader
 from gluon_softmax.run.epoch import EpochRunner
-from gluon_softmax.run.model import set_seed
+from gluon_softmax.data import set_seed
 from gluon_softmax.run.settings import Recipe
 from gluon_softmax.run.watch import Diverged, LossWatch
 

@@ -6,7 +6,7 @@ from mxnet import np
 
 from gluon_softmax import training
 from gluon_softmax.compose import build_model
-from gluon_softmax.run.model import set_seed
+from gluon_softmax.data import set_seed
 from gluon_softmax.scale.context import ContextError, parse_ctx, try_gpu
 from gluon_softmax.data import ArrayLoader
 from gluon_softmax.scale.parallel import DataParallel

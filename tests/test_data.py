@@ -691,3 +691,21 @@ def test_real_resize_5000_fails_before_allocating(real_data_dir, monkeypatch, ca
         data.load_data_fashion_mnist(256, resize=5000, root=real_data_dir)
     assert_usage_error(capsys, ['--resize', '5000', '--epochs', '1', '--out',
                                 str(tmp_path / 'run')], '--resize 5000', 'GiB of memory')
+
+
+def test_load_arrays_reads_the_files_once_while_they_stay_the_same(tiny_idx_dir, monkeypatch):
+    reads = []
+    real_read_split = data.read_split
+    monkeypatch.setattr(data, 'read_split', lambda *args: reads.append(args) or
+                        real_read_split(*args))
+    X, y = data.load_arrays(tiny_idx_dir, train=False, verify=False)
+    y[:] = 9  # the caller's copy: the remembered labels stay as read
+    X_again, y_again = data.load_arrays(tiny_idx_dir, train=False, verify=False)
+    assert len(reads) == 1 and (X_again == X).all()
+    assert (y_again == tiny_arrays(False)[1]).all()
+    # a file written again is read again, and what it now holds is returned
+    _, labels = tiny_arrays(False)
+    name = os.path.join(tiny_idx_dir, TINY_SPLITS[False][1] + '.gz')
+    write_idx(name, labels[::-1], LABELS_MAGIC)
+    _, y_new = data.load_arrays(tiny_idx_dir, train=False, verify=False)
+    assert len(reads) == 2 and (y_new == labels[::-1]).all()

@@ -53,7 +53,7 @@ def test_fast_path_serves_the_books_dataloader_batches(real_data_dir):
     import numpy as onp
 
     from gluon_softmax import data
-    from gluon_softmax.run.model import set_seed
+    from gluon_softmax.data import set_seed
     from gluon_softmax.idx import read_split
     book_train, book_test = data.load_data_fashion_mnist(256, root=real_data_dir)
     fast_train, fast_test = data.load_arrays_iters(256, root=real_data_dir)

@@ -39,7 +39,8 @@ LAYERS = {
 MODULES = {
     'data': ('chapter', 'find, verify and read Fashion-MNIST; `FashionMNIST` (a subclass of '
              "MXNet's); `load_data_fashion_mnist`; the fast `load_arrays_iters`; "
-             '`get_fashion_mnist_labels`; `python -m gluon_softmax.data [DIR]` checks a copy'),
+             '`get_fashion_mnist_labels`; `set_seed` (the one seed function); '
+             '`python -m gluon_softmax.data [DIR]` checks a copy'),
     'idx': ('chapter', "the IDX format (NumPy only): parse, verify, the files' SHA-256"),
     'loader_workers': ('chapter', "`WorkerDataLoader`: Gluon's `DataLoader` (same batches, same "
                        "order) whose worker processes each have a socket of their own instead "
@@ -53,7 +54,7 @@ MODULES = {
     'training': ('chapter', '`accuracy`, `evaluate_accuracy`, `evaluate` (loss and accuracy), '
                  "`train_epoch` (the book's loop), `train` (returns the history), `Epochs` (how "
                  'many epochs, where, a callback, a history to continue, a validation set, '
-                 '`epoch_fn=` to swap the epoch)'),
+                 '`epoch_fn=` to swap the epoch), `predict` (labels, predicted classes, probabilities)'),
     'plots': ('chapter', 'Plotly figures: curves, image and prediction grids, confusion matrix, '
               'per-class accuracy, weight templates, loss functions, softmax stability; '
               '`LiveCurves` for notebooks; their words in Chinese when the language is (`ZH`)'),
@@ -88,7 +89,7 @@ MODULES = {
     'run.progress': ('run management', 'the progress bar over an epoch\'s batches'),
     'run.epoch': ('run management', "`EpochRunner`: the epoch function `training.train` is given, "
                   'wrapped with progress and the divergence check'),
-    'run.model': ('run management', '`set_seed`, `Model` and `as_model` (what reports and '
+    'run.model': ('run management', '`Model` and `as_model` (what reports and '
                   'checkpoints need from a model)'),
     'run.report': ('run management', 'the self-contained HTML report and curves page'),
     'scale': ('scale-out', 'the subpackage: `KVSTORES`, the names `--kvstore` accepts (no MXNet)'),

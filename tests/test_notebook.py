@@ -8,6 +8,7 @@ import pkgutil
 import re
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -23,7 +24,7 @@ from gluon_softmax.scale import context
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / 'notebooks' / 'softmax_regression.ipynb'
 # the notebook's own quick setting (two epochs, so the live plot is updated once; two-point
-# sweeps; three-epoch long runs), its report page written under the test's directory
+# sweeps; three-epoch long runs)
 QUICK = {'QUICK': 'True'}
 PLOTLY_MIME = 'application/vnd.plotly.v1+json'
 
@@ -74,40 +75,143 @@ def test_notebook_redefines_nothing_of_the_package():
 def test_first_cell_is_plain_settings_with_the_books_recipe():
     source = code_cells(read_notebook())[0].source
     assert 'environ' not in source and 'GLUON_SOFTMAX' not in source  # no test plumbing
-    # the book's recipe comes from the settings object the CLI uses, not from copies of it
-    for line in ('BOOK = Recipe()', 'NUM_EPOCHS = BOOK.epochs', 'BATCH_SIZE = BOOK.batch_size',
-                 'LR = BOOK.lr'):
-        assert line in source
-    assert (Recipe().epochs, Recipe().batch_size, Recipe().lr) == (10, 256, 0.1)
+    assert 'import' not in source  # plain values a learner edits
+    settings = {}
+    exec(source, settings)  # pylint: disable=exec-used
+    # the book's recipe: the command line's defaults, which the settings object holds
+    book = Recipe()
+    assert (settings['NUM_EPOCHS'], settings['BATCH_SIZE'], settings['LR']) == (
+        book.epochs, book.batch_size, book.lr) == (10, 256, 0.1)
     assert 'if QUICK:' in source
-    quick_cell(source, '/tmp')  # QUICK and REPORT_DIR are plain assignments there
+    quick_cell(source)  # QUICK is a plain assignment there
 
 
-def quick_cell(source, report_dir):
-    """The first cell in its quick setting, writing its report page into ``report_dir``."""
-    for name, value in {**QUICK, 'REPORT_DIR': repr(str(report_dir))}.items():
+def quick_cell(source):
+    """The first cell in its quick setting."""
+    for name, value in QUICK.items():
         source, count = re.subn(rf'^{name} = [^#\n]*', f'{name} = {value}  ', source, flags=re.M)
         assert count == 1, f'{name} is not assigned once in the first cell'
     return source
 
 
-def test_notebook_shows_the_real_training_loop():
+# what the notebook may import: the chapter (and the package, for its NumPy set-up), MXNet,
+# NumPy, Plotly, IPython and the standard library; never the layers around the chapter
+CHAPTER_MODULES = {'data', 'scratch', 'concise', 'training', 'plots'}
+THIRD_PARTY = {'mxnet', 'numpy', 'plotly', 'IPython'}
+
+
+def imported_modules(source):
+    """Every module an import statement of ``source`` names, dotted (``gluon_softmax.data``)."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, 'no relative imports in a notebook'
+            if node.module == 'gluon_softmax':  # from gluon_softmax import data, ...
+                names += [f'gluon_softmax.{alias.name}' for alias in node.names]
+            else:
+                names.append(node.module)
+    return names
+
+
+def test_notebook_imports_only_the_chapter():
     sources = [cell.source for cell in code_cells(read_notebook())]
-    assert 'print(inspect.getsource(training.train_epoch))' in sources
-    by_hand = next(s for s in sources if 'training.train_epoch(net, train_iter' in s)
-    later = sources.index(next(s for s in sources if 'training.train(net, train_iter' in s))
-    assert sources.index(by_hand) < later  # one epoch by hand before calling train
-    assert 'def train_epoch' not in ''.join(sources)
+    found = {name for source in sources for name in imported_modules(source)}
+    allowed = {'gluon_softmax'} | {f'gluon_softmax.{name}' for name in CHAPTER_MODULES}
+    wrong = {name for name in found if not (
+        name in allowed or name.split('.')[0] in THIRD_PARTY | set(sys.stdlib_module_names))}
+    assert not wrong, f'the notebook imports {sorted(wrong)}'
+    assert {'gluon_softmax.data', 'gluon_softmax.training'} <= found
+    # and reaches nothing else through the package: gluon_softmax.X only for the chapter
+    used = {node.attr for source in sources for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == 'gluon_softmax'}
+    assert used <= CHAPTER_MODULES, f'gluon_softmax.{sorted(used - CHAPTER_MODULES)}'
+
+
+# what the book writes and the notebook must show from the package's own source
+SHOWN = ('scratch.softmax', 'scratch.pick', 'scratch.cross_entropy', 'scratch.log_softmax',
+         'scratch.softmax_cross_entropy', 'scratch.SoftmaxRegressionScratch.__call__',
+         'scratch.sgd', 'scratch.SGD', 'training.correct_count', 'training.accuracy',
+         'training.train_epoch', 'training.evaluate', 'concise.build_net')
+BOOK_CONCISE = ('net = nn.Sequential()', 'net.add(nn.Dense(10))',
+                'net.initialize(init.Normal(sigma=0.01), ctx=ctx)',
+                'loss = gluon.loss.SoftmaxCrossEntropyLoss()',
+                "trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': LR})")
+
+
+def shown_objects(sources):
+    """The dotted names passed to ``show(...)`` in the cells ``sources``."""
+    return {ast.unparse(arg) for source in sources for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and getattr(node.func, 'id', None) == 'show'
+            for arg in node.args}
+
+
+def test_notebook_shows_the_chapters_code():
+    sources = [cell.source for cell in code_cells(read_notebook())]
+    assert not set(SHOWN) - shown_objects(sources), 'not shown'
+    assert 'def train_epoch' not in ''.join(sources)  # shown from the package, not copied
+    by_hand = next(i for i, s in enumerate(sources) if 'training.train_epoch(net, train_iter' in s)
+    # one epoch by hand, then train for every epoch
+    assert any('training.train(net, train_iter' in s for s in sources[by_hand + 1:])
+    # the concise model as the book writes it, in one cell; hybridization only after it
+    book = next(i for i, s in enumerate(sources) if BOOK_CONCISE[0] in s)
+    assert all(line in sources[book] for line in BOOK_CONCISE)
+    # (the helpers after the imports use build_net; the sections before do not)
+    start = len(sections(read_notebook())[0])
+    assert not any('hybridize' in s or 'build_net' in s for s in sources[start:book])
+    assert 'show(concise.build_net' in ''.join(sources[book + 1:])
 
 
 def plotly_outputs(cell):
     return [out for out in cell.outputs if PLOTLY_MIME in out.get('data', {})]
 
 
+def sections(nb):
+    """``(setup, {heading: code cells})``: the code cells above the first ``## `` heading
+    (settings, imports, helpers), and each numbered section's code cells."""
+    setup, found, heading = [], {}, None
+    for cell in nb.cells:
+        if cell.cell_type == 'markdown' and cell.source.startswith('## '):
+            heading = cell.source.splitlines()[0][3:]
+        elif cell.cell_type == 'code':
+            (found.setdefault(heading, []) if heading else setup).append(cell)
+    return setup, found
+
+
+def sectioned_run(nb):
+    """A notebook that, for each section, forgets everything (``%reset -f``), runs the setup
+    cells, then each of the section's cells twice in a row (as a learner re-runs a cell); and
+    ``{heading: (first runs, second runs)}``."""
+    setup, found = sections(nb)
+    run, passes = nbformat.v4.new_notebook(metadata=nb.metadata), {}
+    for heading, cells in found.items():
+        run.cells.append(nbformat.v4.new_code_cell('%reset -f'))
+        run.cells += [nbformat.v4.new_code_cell(cell.source) for cell in setup]
+        passes[heading] = ([], [])
+        for cell in cells:
+            for runs in passes[heading]:
+                runs.append(nbformat.v4.new_code_cell(cell.source))
+                run.cells.append(runs[-1])
+    return run, passes
+
+
+def text_of(cells):
+    """Everything ``cells`` printed or displayed as text."""
+    return '\n'.join(out.get('text', '') + out.get('data', {}).get('text/plain', '')
+                     for cell in cells for out in cell.outputs)
+
+
+# the numbers a re-run must repeat: losses and accuracies, printed or in a history entry
+RESULTS = re.compile(r"(?:loss|acc|accuracy)'?:? +(-?[0-9]+\.[0-9]+)")
+
+
 @pytest.mark.slow
 @pytest.mark.integration
-@pytest.mark.timeout(LONG_TEST_SECONDS)  # the whole chapter on the whole data set
-def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir):
+@pytest.mark.timeout(2 * LONG_TEST_SECONDS)  # the whole chapter twice on the whole data set
+def test_notebook_sections_run_alone_and_cells_again_in_the_quick_setting(tmp_path, monkeypatch,
+                                                                         real_data_dir):
     from ipykernel.kernelspec import install
     from nbclient import NotebookClient
 
@@ -116,18 +220,45 @@ def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir
     install(kernel_name='python3', prefix=str(tmp_path / 'jupyter'))
     monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter' / 'share' / 'jupyter'))
     nb = read_notebook()
-    code_cells(nb)[0].source = quick_cell(code_cells(nb)[0].source, tmp_path / 'reports')
-    nb.cells.append(nbformat.v4.new_code_cell('import sys\nprint(sys.prefix)'))
-    client = NotebookClient(nb, kernel_name='python3', timeout=300, allow_errors=False,
+    code_cells(nb)[0].source = quick_cell(code_cells(nb)[0].source)
+    # One kernel: each section right after the settings and imports only (a reset before
+    # each), each of its cells twice; the first runs' outputs are the notebook's, exported below.
+    run, passes = sectioned_run(nb)
+    run.cells.append(nbformat.v4.new_code_cell(
+        'import sys\nimport gluon_softmax\nprint(sys.prefix, gluon_softmax.__file__)'))
+    client = NotebookClient(run, kernel_name='python3', timeout=300, allow_errors=False,
                             resources={'metadata': {'path': str(NOTEBOOK.parent)}})
     client.execute()  # raises CellExecutionError on the first failing cell
+    assert not [out for cell in run.cells for out in cell.outputs if out.output_type == 'error']
+    assert run.cells[-1].outputs[0].text.split() == [
+        sys.prefix, gluon_softmax.__file__], 'the kernel ran another Python or package'
+    setup, found = sections(nb)
+    assert len(passes) == len(found) >= 9
+    last_setup = run.cells[1:1 + len(setup)]  # outputs as in any of the sections' runs
+    for cell, done in zip(setup, last_setup):
+        cell.outputs = done.outputs
+    for heading, cells in found.items():
+        first, second = passes[heading]
+        # running a cell again repeats its results: nothing continues training
+        assert RESULTS.findall(text_of(first)) == RESULTS.findall(text_of(second)), heading
+        # the live curves of a cell's second run start again from epoch 1
+        for cell in second:
+            if 'LiveCurves(' in cell.source:
+                (figure,) = plotly_outputs(cell)
+                assert figure['data'][PLOTLY_MIME]['data'][0]['x'] == [1, 2], heading
+        # the notebook's outputs: the first run of each section (the first figure of the
+        # kernel, in section 1, carries plotly.js for the exported page)
+        for cell, done in zip(cells, first):
+            cell.outputs = done.outputs
+    check_outputs(nb, found)
+    screenshots(nb, tmp_path)
 
+
+def check_outputs(nb, found):
+    """What the prose says of the outputs, checked on the executed notebook."""
     cells = code_cells(nb)
-    assert cells[-1].outputs[0].text.strip() == sys.prefix, 'the kernel ran another Python'
-    assert not [out for cell in cells for out in cell.outputs if out.output_type == 'error']
     first = ''.join(out.get('text', '') for out in cells[0].outputs)
     assert first.startswith('quick setting: 2 epochs, batch size 256, lr 0.1')
-    assert (tmp_path / 'reports' / 'concise-2-epochs.html').stat().st_size > 100_000
 
     # the live curves: one output per training cell, updated in place to both epochs
     live_cells = [cell for cell in cells if 'LiveCurves(' in cell.source]
@@ -137,11 +268,29 @@ def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir
         assert figure['data'][PLOTLY_MIME]['data'][0]['x'] == [1, 2]
 
     text = '\n'.join(out.get('text', '') for cell in cells for out in cell.outputs)
-    assert inspect.getsource(training.train_epoch).strip() in text  # the loop, as it is
-    assert re.search(r'epoch 1: train loss [0-9.]+, train acc [0-9.]+, test loss', text)
+    shown = text_of(cells)
+    for dotted in SHOWN:  # each shown from its real source
+        module, *attributes = dotted.split('.')
+        obj = importlib.import_module(f'gluon_softmax.{module}')
+        for attribute in attributes:
+            obj = getattr(obj, attribute)
+        assert textwrap.dedent(inspect.getsource(obj)).strip() in shown, dotted
+    # the epoch by hand and train's first epoch, from the same seed: the same line
+    epoch_1 = re.findall(r'epoch 1: train loss [0-9.]+, train acc [0-9.]+, test loss .*', text)
+    assert len(epoch_1) == 2 and epoch_1[0] == epoch_1[1]
     assert re.search(r'naive -log softmax: \[\s*inf', text)  # the overflow, shown
     if context.num_gpus() == 0:
-        assert 'ContextError: --ctx ' in text
+        assert 'MXNetError: ' in text  # an array on a GPU that is not there
+    # "the same seed, so the same numbers": section 2's and 3's runs where later sections
+    # train them again
+    scratch_2 = section_history_end(found, '2. ', 'history_scratch')
+    concise_3 = section_history_end(found, '3. ', 'history_concise')
+    assert f'scratch: test acc {scratch_2:.4f}' in text
+    assert f'test accuracy: {concise_3:.4f}' in text  # section 7
+    assert re.search(rf'book recipe, 2 epochs \(section 3\): {concise_3:.4f}', text)  # section 8
+    hybrid = [float(x) for x in re.findall(r'hybridize=\w+ *: one epoch in .* train loss (\S+)',
+                                           text)]
+    assert len(hybrid) == 2 and abs(hybrid[0] - hybrid[1]) < 1e-4
     assert 'lr 1:' in text and 'batch 1024:' in text  # both sweeps ran their two points
     # the prose's claim about speed is the measured one: the fastest batch size printed is the
     # one with the fewest seconds per epoch printed
@@ -151,12 +300,23 @@ def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir
     # one epoch on two CPU contexts ends where one context does
     difference = re.search(r'largest weight difference after one epoch: (\S+)', text)
     assert difference and float(difference.group(1)) < 1e-6
-    figures = sum(len(plotly_outputs(cell)) for cell in cells)
-    assert figures >= 14  # every figure of the walk-through was displayed
-    json.dumps(nb)  # the executed notebook is still plain JSON
+    assert sum(len(plotly_outputs(cell)) for cell in cells) >= 14  # every figure displayed
 
-    # the same run exported as `jupyter nbconvert --to html --execute` does: every figure is
-    # in the page and drawn by the plotly.js embedded in it, in a browser with no network
+
+def section_history_end(found, prefix, name):
+    """The final test accuracy of the history ``name`` that a section's cell displays last."""
+    cells = next(cells for heading, cells in found.items() if heading.startswith(prefix))
+    cell = next(cell for cell in cells if cell.source.rstrip().endswith(f'{name}[-1]'))
+    return float(re.search(r"'test_acc': ([0-9.]+)", text_of([cell])).group(1))
+
+
+def screenshots(nb, tmp_path):
+    """The executed notebook exported as `jupyter nbconvert --to html --execute` does: every
+    figure in the page, drawn by its one embedded plotly.js in a browser with no network, and
+    every formula typeset."""
+    cells = code_cells(nb)
+    figures = sum(len(plotly_outputs(cell)) for cell in cells)
+    json.dumps(nb)  # the executed notebook is still plain JSON
     assert all('text/html' in out['data'] for cell in cells for out in plotly_outputs(cell))
     page = export_html(nb, tmp_path / 'softmax_regression.html')
     assert page.count(get_plotlyjs()[:300]) == 1  # plotly.js once, not once per figure
@@ -176,8 +336,9 @@ def test_notebook_runs_in_its_quick_setting(tmp_path, monkeypatch, real_data_dir
         'class="MathJax_Display"') >= formulas, f'{formulas} formulas, not all typeset'
     assert 'class="MathJax_Error"' not in dom and 'Math Processing Error' not in dom
     print(f'{figures} figures in the exported page, all drawn by headless Chromium: {url}')
+    live_cell = next(cell for cell in cells if 'LiveCurves(' in cell.source)
     screenshot_cells(tmp_path, tmp_path / 'softmax_regression.html',
-                     first_cell_before(nb, live_cells[0]), tmp_path / 'notebook.png')
+                     first_cell_before(nb, live_cell), tmp_path / 'notebook.png')
 
 
 def export_html(nb, path):

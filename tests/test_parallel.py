@@ -12,7 +12,7 @@ from mxnet import gluon, np
 from gluon_softmax import concise, data, scratch, training
 from gluon_softmax.compose import build_model
 from gluon_softmax.data import ArrayLoader
-from gluon_softmax.run.model import set_seed
+from gluon_softmax.data import set_seed
 from gluon_softmax.run.settings import IMPLS, Recipe
 from gluon_softmax.scale.parallel import DataParallel, ctx_list, share_bounds, split_batch
 from gluon_softmax.scale.replicas import ReplicaSGD, ScratchReplicas

@@ -43,6 +43,16 @@ def test_curves_of_one_run_keep_the_cli_trace_names():
     assert [t.xaxis for t in fig.data] == ['x', 'x', 'x2', 'x2']
 
 
+def test_curves_of_long_runs_are_lines_so_the_dashes_show():
+    # 12 series of 50 epochs (the notebook's section 8): markers would hide the dashes
+    long = plots.curves_figure({'book': history(50), 'tuned': history(50, offset=0.1)})
+    assert {t.mode for t in long.data if t.meta} == {'lines'}
+    assert long.layout.xaxis.dtick is None
+    short = plots.curves_figure({'book': history(20), 'tuned': history(20, offset=0.1)})
+    assert {t.mode for t in short.data if t.meta} == {'lines+markers'}
+    assert short.layout.xaxis.dtick == 1
+
+
 def test_curves_without_test_loss_still_draw_older_histories():
     old = [{k: v for k, v in e.items() if k != 'test_loss'} for e in history(2)]
     assert [t.name for t in plots.curves_figure(old).data] == ['train loss', 'train acc',

@@ -1,21 +1,10 @@
-"""The model protocol: what reports and checkpoints need from any model; the one seed function.
+"""The model protocol: what reports and checkpoints need from any model.
 
 :func:`as_model` gives any net the small protocol run management uses:
 ``parameters()``, ``weight_matrix()``, ``ctx``. A recipe's model is built by
 :func:`gluon_softmax.compose.build_model`.
 """
-import random
-
-import mxnet as mx
-import numpy as onp
 from mxnet import gluon
-
-
-def set_seed(seed):
-    """Seed Python's, NumPy's and MXNet's generators (MXNet on every device)."""
-    random.seed(seed)
-    onp.random.seed(seed)
-    mx.random.seed(seed)
 
 
 class Model:

@@ -12,9 +12,9 @@ import os
 import re
 
 import numpy as onp
-from mxnet import np, npx
+from mxnet import np
 
-from gluon_softmax import plots
+from gluon_softmax import plots, training
 from gluon_softmax.data import TEXT_LABELS
 from gluon_softmax.run.files import write_text
 from gluon_softmax.run.model import as_model
@@ -63,16 +63,9 @@ def predict(net, data, ctx=None):
     """Labels, predicted classes and the probability of each prediction, as NumPy arrays."""
     model = as_model(net)
     ctx = ctx or model.ctx
-    ys, preds, probs = [], [], []
-    for X, y in batches(data):
-        P = npx.softmax(model.net(np.array(X, ctx=ctx)))  # (batch, 10) probabilities
-        # arg-max and max on the device, two small copies per batch back to the host
-        preds.append(P.argmax(axis=1).asnumpy().astype(onp.int64))
-        probs.append(P.max(axis=1).asnumpy())
-        ys.append(plots.to_numpy(y).astype(onp.int64))
-    if not ys:
-        raise ValueError('the test set is empty')
-    return onp.concatenate(ys), onp.concatenate(preds), onp.concatenate(probs)
+    if _is_arrays(data):  # NumPy or MXNet arrays: minibatches of MXNet arrays on ctx
+        data = ((np.array(X, ctx=ctx), np.array(y, ctx=ctx)) for X, y in batches(data))
+    return training.predict(model.net, data, ctx)
 
 
 def predict_labels(net, data, ctx=None):
