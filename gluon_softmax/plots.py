@@ -108,6 +108,10 @@ ZH = {
     'book recipe': '书中的配方', 'tuned recipe': '调优后的配方',
     'Book vs tuned recipe, chosen on the validation split': '书中的配方与调优后的配方（在验证集上比较）',
     'All 60000 training images, {} epochs': '全部 60000 张训练图像，{} 个迭代周期',
+    'plateau': '平台期起点', 'best val': '最佳验证精度',
+    'Average cost per test image, by true class': '每张测试图像的平均代价（按真实类别）',
+    'average cost': '平均代价', 'arg-max': '取概率最大者（arg-max）',
+    'least expected cost': '期望代价最小',
 }
 for _key, _label in CURVES:  # a run's curve: 'lr 0.1 train loss' -> '学习率 0.1 训练损失'
     ZH[f'{{}} {_label}'] = f'{{}} {ZH[_label]}'

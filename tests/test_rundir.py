@@ -25,7 +25,7 @@ from gluon_softmax.compose import build_model
 from gluon_softmax.run import files as files_module
 from gluon_softmax.run.checkpoint import (CheckpointError, load_checkpoint, read_checkpoint,
                                       save_checkpoint)
-from gluon_softmax.run.model import set_seed
+from gluon_softmax.data import set_seed
 from gluon_softmax.run.settings import Recipe
 # imported now, not first inside a capsys test: progress.progress_bar binds sys.stderr as its
 # default argument when imported, and a capsys stream is closed after its test
