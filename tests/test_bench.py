@@ -80,6 +80,7 @@ def positive_finite(x):
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(procs.LONG_TEST_SECONDS)  # every row of the benchmark, in processes
+@pytest.mark.ci_leg('3.11')  # the README's make test
 def test_quick_benchmark_writes_consistent_results(tmp_path, real_data_dir):
     out = tmp_path / 'tmp' / 'bench.json'  # the directory does not exist yet
     result = procs.run([sys.executable, '-m', 'gluon_softmax.bench', '--quick', '--out', str(out)],

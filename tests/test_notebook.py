@@ -210,6 +210,7 @@ RESULTS = re.compile(r"(?:loss|acc|accuracy)'?:? +(-?[0-9]+\.[0-9]+)")
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(2 * LONG_TEST_SECONDS)  # the whole chapter twice on the whole data set
+@pytest.mark.ci_leg('3.12')  # Colab's Python; the 3.13 leg runs the same cells in Chinese
 def test_notebook_sections_run_alone_and_cells_again_in_the_quick_setting(tmp_path, monkeypatch,
                                                                          real_data_dir):
     from ipykernel.kernelspec import install
@@ -390,12 +391,9 @@ def figure_layouts(cells):
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(LONG_TEST_SECONDS)  # the whole chapter on the whole data set, in Chinese
-# Its code cells are the English notebook's, which the sections test runs on every Python; what
-# this adds is the language, which does not depend on the Python: one leg of CI (Debian 13's
-# Python) runs it, the others save its minute.
-@pytest.mark.skipif(sys.version_info[:2] != (3, 13),
-                    reason="the Chinese walk-through: runs on the 3.13 leg (its code cells are "
-                           "the English one's, run on every leg)")
+# its code cells are the English notebook's; what it adds is the language: CI runs it on the
+# leg of Debian 13's Python (and NumPy 2), where the English sections test does not run
+@pytest.mark.ci_leg('3.13')
 def test_chinese_notebook_runs_in_its_quick_setting_with_chinese_figures(tmp_path, monkeypatch,
                                                                           real_data_dir):
     from ipykernel.kernelspec import install

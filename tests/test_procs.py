@@ -68,3 +68,22 @@ def test_read_until_fails_when_the_line_never_comes():
         procs.read_until(proc, 'epoch 1', timeout=3)
     assert "no 'epoch 1' line" in str(info.value) and 'waits_for_nothing' in str(info.value)
     assert gone(proc.pid)
+
+
+def test_a_ci_leg_test_runs_everywhere_but_in_ci_on_another_python():
+    from conftest import CI_VARIABLE, ci_leg_skip
+    assert ci_leg_skip('3.12', '3.11', {}) is None  # make test on any machine: it runs
+    assert ci_leg_skip('3.12', '3.12', {CI_VARIABLE: '1'}) is None
+    assert '3.12 leg' in ci_leg_skip('3.12', '3.11', {CI_VARIABLE: '1'})
+
+
+def test_every_ci_leg_is_a_leg_ci_runs():
+    import pathlib
+    import re
+    root = pathlib.Path(__file__).resolve().parent
+    legs = re.search(r'for minor in ([\d ]+); do', (root.parent / '.ci' / 'run').read_text())
+    runs = {f'3.{minor}' for minor in legs.group(1).split()}
+    marked = {m for path in root.glob('test_*.py')
+              for m in re.findall(r"ci_leg\('(3\.\d+)'\)", path.read_text(encoding='utf-8'))}
+    assert marked and marked <= runs, (marked, runs)
+    assert 'export GLUON_SOFTMAX_CI=1' in (root.parent / '.ci' / 'run').read_text()
