@@ -675,42 +675,34 @@ def checker_lines(cells, texts):
     return found
 
 
+# the Chinese notebooks have the English code cells; the kernel speaks the file name's language
+LANGUAGES = pytest.mark.parametrize('lang', ['en', 'zh'])
+
+
+def notebook_name(stem, lang):
+    return f'{stem}.ipynb' if lang == 'en' else f'{stem}.{lang}.ipynb'
+
+
 @pytest.mark.slow  # a kernel and the whole notebook: the full suite only
 @pytest.mark.integration
 @pytest.mark.timeout(90)
-def test_exercises_notebook_runs_blank_and_every_checker_says_not_yet(kernel, real_data_dir):
-    cells, texts = execute('exercises.ipynb', kernel)
+@LANGUAGES
+def test_exercises_notebook_runs_blank_and_every_checker_says_not_yet(kernel, real_data_dir,
+                                                                       lang):
+    cells, texts = execute(notebook_name('exercises', lang), kernel)
+    not_yet = re.escape(exercises.MESSAGES[lang]['not_yet'].format(hint=''))
     for exercise, text in checker_lines(cells, texts):
         start = 'learning_rate.start' if exercise == 'learning_rate' else 'start'
-        assert re.fullmatch('not yet: ' + pattern(start), text), (exercise, text)
+        assert re.fullmatch(not_yet + pattern(start, lang), text), (exercise, text)
 
 
 @pytest.mark.slow  # a kernel and the whole notebook: the full suite only
 @pytest.mark.integration
 @pytest.mark.timeout(90)
-def test_solutions_notebook_runs_and_every_checker_passes(kernel, real_data_dir):
-    cells, texts = execute('solutions.ipynb', kernel)
+@LANGUAGES
+def test_solutions_notebook_runs_and_every_checker_passes(kernel, real_data_dir, lang):
+    cells, texts = execute(notebook_name('solutions', lang), kernel)
     for exercise, text in checker_lines(cells, texts):
-        assert re.fullmatch(pattern(f'{exercise}.pass'), text), (exercise, text)
+        assert re.fullmatch(pattern(f'{exercise}.pass', lang), text), (exercise, text)
     sweep = next(text for cell, text in zip(cells, texts) if 'SWEEP_LRS:' in cell.source)
     assert len(re.findall(r'lr +\S+: first epoch +\S+, validation +\S+', sweep)) == 4
-
-
-@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
-@pytest.mark.integration
-@pytest.mark.timeout(90)
-def test_chinese_exercises_notebook_gives_every_hint_in_chinese(kernel, real_data_dir):
-    cells, texts = execute('exercises.zh.ipynb', kernel)
-    for exercise, text in checker_lines(cells, texts):
-        start = 'learning_rate.start' if exercise == 'learning_rate' else 'start'
-        not_yet = re.escape(exercises.MESSAGES['zh']['not_yet'].format(hint=''))
-        assert re.fullmatch(not_yet + pattern(start, 'zh'), text), (exercise, text)
-
-
-@pytest.mark.slow  # a kernel and the whole notebook: the full suite only
-@pytest.mark.integration
-@pytest.mark.timeout(90)
-def test_chinese_solutions_notebook_passes_every_checker_in_chinese(kernel, real_data_dir):
-    cells, texts = execute('solutions.zh.ipynb', kernel)
-    for exercise, text in checker_lines(cells, texts):
-        assert re.fullmatch(pattern(f'{exercise}.pass', 'zh'), text), (exercise, text)
