@@ -18,6 +18,8 @@ if sys.argv[:1] == ['-m'] or os.path.basename(sys.argv[0] if sys.argv else '') =
     exit_on_signals()
     check_environment()
 from . import _compat  # noqa: F401,E402  Python/NumPy checks, np.bool before any MXNet import
+from . import _operator_cache  # noqa: E402
+_operator_cache.install()  # MXNet's operators compiled once per machine, not once per process
 
 __version__ = '0.1.0'
 
