@@ -1,7 +1,7 @@
-"""``import mxnet`` about a third cheaper: the Python code of MXNet's operators compiled once.
+"""``import mxnet`` a quarter cheaper: the Python code of MXNet's operators compiled once.
 
-``import mxnet`` costs about 2.3 s of CPU, and a third of it is compiling: for each of its
-~2300 operators MXNet 1.9.1 writes the source of a Python function and ``exec``-s it
+``import mxnet`` costs about 2.4 s of CPU here, and about a third of it is compiling: for each
+of its ~2300 operators MXNet 1.9.1 writes the source of a Python function and ``exec``-s it
 (``mxnet/ndarray/register.py``, ``mxnet/symbol/register.py``). Those sources are the same in
 every process but for one number, the operator's handle (an address in the native library,
 different in each process). Every program of ours, every launcher worker and server, every
@@ -11,8 +11,10 @@ This module compiles each such source once, with the handle replaced by a marker
 code objects in a file, as Python keeps a module's in its ``.pyc`` (``marshal``, one file per
 Python bytecode version and MXNet library). A later import takes the code from the file and puts
 its own handle where the marker is: the function it gets is the one MXNet's ``exec`` would have
-made (``tests/test_operator_cache.py`` compares all of them). Where the file cannot be read or
-written, MXNet compiles as usual: the cache can make the import faster, never fail.
+made (``tests/test_operator_cache.py`` compares all of them). Measured here (six interleaved
+runs each): ``import gluon_softmax, mxnet`` took 1.7 s of CPU with the file, 2.4 s without.
+Where the file cannot be read or written, MXNet compiles as usual: the cache can make the import
+faster, never fail.
 
 The file: ``$XDG_CACHE_HOME/gluon_softmax`` (default ``~/.cache/gluon_softmax``), about 6 MB.
 ``GLUON_SOFTMAX_OPERATOR_CACHE=0`` turns the cache off; ``=DIR`` puts the file in DIR.

@@ -32,9 +32,13 @@ def train(data_dir, *args, **kwargs):
 # ---------------------------------------------------------------- a. settings that cannot work
 
 @pytest.mark.parametrize('argv, needle', [
-    (['--wd', '3.3e38'], '--wd 3.3e+38: weight decay too large for --lr 0.1'),
-    (['--wd', '25'], 'use --wd below 20'),  # lr * wd = 2.5: |1 - lr wd| > 1
-    (['--wd', '25', '--momentum', '0.5'], None),  # allowed: the bound is 2 (1 + m) / lr = 30
+    # the weight decay's cases took 2-3 s each here, the others well under one: the full suite
+    pytest.param(['--wd', '3.3e38'], '--wd 3.3e+38: weight decay too large for --lr 0.1',
+                 marks=pytest.mark.slow),
+    pytest.param(['--wd', '25'], 'use --wd below 20',  # lr * wd = 2.5: |1 - lr wd| > 1
+                 marks=pytest.mark.slow),
+    pytest.param(['--wd', '25', '--momentum', '0.5'], None,  # allowed: the bound is 2 (1 + m) / lr
+                 marks=pytest.mark.slow),
     (['--max-loss', '1e-300'], '--max-loss 1e-300: below the loss every new run starts at'),
     (['--max-loss', '2'], '--max-loss 2: below the loss every new run starts at'),
 ], ids=['wd-huge', 'wd-unstable', 'wd-with-momentum-ok', 'max-loss-tiny', 'max-loss-below-start'])

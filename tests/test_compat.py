@@ -125,6 +125,7 @@ def mxnet_dir():
     return os.path.dirname(importlib.util.find_spec('mxnet').origin)
 
 
+@pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)
 @pytest.mark.xdist_group('mxnet-scan')
 def test_every_numpy_name_mxnet_reads_is_there():
     # after `import gluon_softmax`: at import or at call time, MXNet finds every name it reads

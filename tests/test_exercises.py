@@ -469,6 +469,7 @@ def learner_sweep(seed):
     return min(val, key=val.get), [lr for lr, loss in first.items() if loss > math.log(10)]
 
 
+@pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)
 @pytest.mark.integration
 @pytest.mark.parametrize('seed', [1, 2])
 def test_learning_rate_accepts_what_a_learners_sweep_finds(capsys, real_data_dir, seed):
@@ -493,6 +494,7 @@ def test_learning_rate_rejects_wrong_answers_with_the_hint(capsys, real_data_dir
     assert_hint(capsys, check(best, too_large[1:]), 'learning_rate.too_large_missing')
 
 
+@pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)
 @pytest.mark.integration
 def test_learning_rate_truth_is_recomputed_for_the_rates_offered(capsys, real_data_dir,
                                                                  monkeypatch):

@@ -29,6 +29,7 @@ def test_the_page_loads_mathjax_from_this_machine(tmp_path, capsys):
     assert url.startswith('file://') and Path(urlparse(url).path).is_file()
 
 
+@pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)
 def test_the_formulas_are_typeset_offline(tmp_path):
     notebook = small_notebook(tmp_path / 'small.ipynb')
     assert export.main([str(notebook), '--out', str(tmp_path / 'page.html')]) == 0

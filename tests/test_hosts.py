@@ -285,22 +285,25 @@ def test_two_hosts_train_like_one_process(tmp_path, small_data_dir, clean_networ
           f'{[e["seconds"] for e in one["epochs"]]}')
 
 
-def test_a_killed_worker_stops_the_job_on_every_host(tmp_path, real_data_dir, clean_network):
+def test_a_killed_worker_stops_the_job_on_every_host(tmp_path, small_data_dir, clean_network):
     hosts = clean_network.hosts_file(tmp_path / 'hostfile')
     out, err_path, grace = tmp_path / 'run', tmp_path / 'launch.err', 3
     with open(err_path, 'w') as err:
         job = subprocess.Popen([*LAUNCH, '--hosts', hosts, '--remote', NETNS_REMOTE, '-n', '2',
                                 '--timeout', str(JOB_TIMEOUT), '--grace', str(grace), '--',
-                                *TRAIN, '--epochs', '500', '--seed', '0', '--data-dir',
-                                real_data_dir, '--kvstore', 'dist_sync', '--out', str(out)],
+                                *small_data.python_m(
+                                    'gluon_softmax.train', '--epochs', '500', '--seed', '0',
+                                    '--data-dir', small_data_dir, '--kvstore', 'dist_sync',
+                                    '--out', str(out))],
                                stdout=subprocess.DEVNULL, stderr=err, env=child_env())
     last = clean_network.hosts[2]
     with ended(job):
         wait_for_files([out / 'metrics.json'], 120)  # the first epoch is done
         before = clean_network.counts()
-        # the training process itself, not the wrapper around it (python -c WRAPPER ...)
+        # the training process itself (python small_data.py DIR gluon_softmax.train ...), not
+        # the wrapper around it (python -c WRAPPER ...)
         victim = next(pid for pid in last.pids()
-                      if argv_of(pid)[1:3] == ['-m', 'gluon_softmax.train'])
+                      if argv_of(pid)[1:2] == [small_data.command(None, '')[1]])
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         status = job.wait(timeout=grace + 30)

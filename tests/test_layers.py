@@ -125,7 +125,7 @@ MODULES = {
                 '[Supported Pythons](docs/pythons.md))'),
     '_operator_cache': ('below all', 'installed by `import gluon_softmax`: the Python code of '
                         "MXNet's operators compiled once per machine, not once per `import "
-                        "mxnet` (a third of its CPU)"),
+                        "mxnet` (a quarter of its CPU)"),
 }
 
 # the imports a layer's rule does not allow, each with its one-line reason

@@ -13,6 +13,9 @@ import pytest
 
 import procs
 
+# fresh interpreters, seconds each: the full suite only (make test-fast leaves them out)
+pytestmark = pytest.mark.slow
+
 # the child: imports MXNet as our programs do, checks what it can only check inside, prints stats
 CHILD = r'''
 import json, sys
@@ -22,7 +25,8 @@ cache.trace = []
 import mxnet as mx
 from mxnet import np, npx
 # every code object the import used is the one compiling MXNet's own source gives
-differ = [source[:80] for source, code in cache.trace if code != compile(source, '<string>', 'exec')]
+differ = [source[:80] for source, code in cache.trace
+          if code != compile(source, '<string>', 'exec')]
 npx.set_np()
 y = npx.softmax(np.array([[1.0, 2.0, 3.0]]))  # an operator made from the cache, called
 print(json.dumps({**cache.stats, 'traced': len(cache.trace), 'differ': differ,
@@ -58,7 +62,6 @@ def test_every_operator_function_is_the_one_mxnets_exec_makes(tmp_path):
     assert err == ''
 
 
-@pytest.mark.slow  # two more fresh interpreters: the full suite only
 def test_a_damaged_file_is_compiled_around_and_rewritten(tmp_path):
     env = env_with_cache(tmp_path)
     first, _ = run_child(env)
@@ -73,7 +76,6 @@ def test_a_damaged_file_is_compiled_around_and_rewritten(tmp_path):
         assert len(marshal.load(f)) == first['compiled']  # whole again
 
 
-@pytest.mark.slow
 def test_an_unwritable_place_or_the_cache_turned_off_changes_nothing(tmp_path):
     blocked = tmp_path / 'a-file'
     blocked.write_text('not a directory')

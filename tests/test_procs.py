@@ -40,6 +40,7 @@ def gone(pid, seconds=10):
     return False
 
 
+@pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)
 def test_a_hung_child_fails_with_the_stacks_of_its_processes():
     proc = procs.start([sys.executable, '-c', HANGING], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)
@@ -60,6 +61,7 @@ def test_run_returns_like_subprocess_run_and_sets_faulthandler():
     assert result.returncode == 3 and result.stdout == '1\n'
 
 
+@pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)
 def test_read_until_fails_when_the_line_never_comes():
     proc = procs.start([sys.executable, '-c', 'import time\nprint("epoch 0", flush=True)\n'
                         'def waits_for_nothing():\n    time.sleep(10000)\nwaits_for_nothing()'],

@@ -33,6 +33,7 @@ program()
 '''
 
 
+@pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)
 def test_the_first_line_comes_before_mxnet_is_imported(tmp_path):
     result = subprocess.run([sys.executable, '-c', MARK_MXNET_IMPORT, '--data-dir',
                              str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'run')],
