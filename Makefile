@@ -70,17 +70,20 @@ data: $(STAMP)
 train: data
 	$(PY) -m gluon_softmax.train $(ARGS)
 
-# Over every core and one more worker (pytest-xdist; JOBS=0 runs in one process; tests marked
-# xdist_group share a worker): with one worker per core the cores were idle a tenth of the time
-# (tests waiting on timers and children); measured on 2 cores: 365 s with 3 workers, 401 s with 2.
-# A hung test fails within 2 minutes with stacks (pytest-timeout and tests/procs.py).
-JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+# Over the cores (pytest-xdist; JOBS=N sets the workers, JOBS=0 runs in one process; tests marked
+# xdist_group share a worker). make test runs one worker more than cores: with one per core the
+# cores were idle a tenth of the time (tests waiting on timers and children); measured on 2 cores,
+# 2 pairs of runs: 343 and 365 s with 3 workers, 357 and 401 s with 2. make test-fast, nearly all
+# CPU, one per core (3 interleaved pairs: 42-47 s with 2 workers, 50-53 s with 3). A hung test
+# fails within 2 minutes with stacks (pytest-timeout, tests/procs.py).
+JOBS ?=
+CORES := $(shell nproc 2>/dev/null || echo 1)
 test: data test-tools
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=10 $(ARGS)
+	$(PY) -m pytest -n $(or $(JOBS),$(shell echo $$(($(CORES) + 1)))) --dist loadgroup --durations=10 $(ARGS)
 
 # The tests a learner can afford: leaves out those marked slow (10-epoch runs, process jobs).
 test-fast: data
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(or $(JOBS),$(CORES)) --dist loadgroup -m "not slow" $(ARGS)
 
 # What some tests need besides Python: Chromium (pages with figures), a CJK font (the Chinese
 # notebooks' text) and ssh/sshd (simulated hosts); without them those tests are skipped. As root
