@@ -43,6 +43,7 @@ MARKER_DIGIT = '7'
 # what this process did: sources compiled, taken from the file, left to MXNet; the file's path
 stats = {'compiled': 0, 'cached': 0, 'passed': 0, 'path': None, 'written': False}
 _codes = None  # key -> code object while MXNet is being imported; None before and after
+_CODE = type(compile('', '<string>', 'exec'))
 trace = None  # a list: each (source, code object used) is appended (tests/test_operator_cache.py)
 
 
@@ -108,7 +109,7 @@ def code_for(source):
         return None
     key, handle, marker, normalized = found
     code = _codes.get(key)
-    if code is None:
+    if type(code) is not _CODE:  # not there, or the file held something else under its key
         code = _codes[key] = compile(normalized, '<string>', 'exec')
         stats['compiled'] += 1
     else:

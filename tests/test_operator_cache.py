@@ -73,7 +73,14 @@ def test_a_damaged_file_is_compiled_around_and_rewritten(tmp_path):
     check_softmax(again)
     assert err == ''
     with open(path, 'rb') as f:
-        assert len(marshal.load(f)) == first['compiled']  # whole again
+        codes = marshal.load(f)
+    assert len(codes) == first['compiled']  # whole again
+    with open(path, 'wb') as f:  # every key there, with something else than code under it
+        marshal.dump({key: 'not code' for key in codes}, f)
+    third, err = run_child(env)
+    assert third['compiled'] == first['compiled'] and third['differ'] == []
+    check_softmax(third)
+    assert err == ''
 
 
 def test_an_unwritable_place_or_the_cache_turned_off_changes_nothing(tmp_path):
