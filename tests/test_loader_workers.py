@@ -188,6 +188,27 @@ def children(pid):
     return found
 
 
+def in_creation_order(pids, pid_max=None):
+    """``pids`` given out close together, in the order the kernel gave them: ascending, but
+    pids wrap past ``/proc/sys/kernel/pid_max`` (CI saw worker 2 get pid 306, below worker 1),
+    so the list starts after the widest gap on the circle of pids."""
+    if pid_max is None:
+        with open('/proc/sys/kernel/pid_max') as f:
+            pid_max = int(f.read())
+    pids = sorted(pids)
+    if len(pids) < 2:
+        return pids
+    gaps = [(b - a) % pid_max for a, b in zip(pids, pids[1:] + pids[:1])]
+    first = (gaps.index(max(gaps)) + 1) % len(pids)
+    return pids[first:] + pids[:first]
+
+
+def test_pids_in_creation_order_across_the_wrap():
+    assert in_creation_order([306, 32700, 310, 32701], pid_max=32768) == [32700, 32701, 306, 310]
+    assert in_creation_order([5000, 4990, 5003, 4994], pid_max=32768) == [4990, 4994, 5000, 5003]
+    assert in_creation_order([301, 32767], pid_max=32768) == [32767, 301]
+
+
 def descendants(pid):
     """The pids under ``pid``: its children, theirs, and so on."""
     found = children(pid)
@@ -256,7 +277,7 @@ def test_cli_run_whose_loader_worker_is_killed_ends_with_one_error_line(
                       '--data-dir', real_data_dir, '--out', str(out)], tmp_path / 'err')
     procs.wait_until(lambda: any(line.startswith('epoch 1/2') for line in run.lines)
                or run.proc.poll() is not None, RUN_TIMEOUT, 'epoch 1')
-    workers = sorted(run.note_children())
+    workers = in_creation_order(run.note_children())  # the training loader's two first
     assert run.proc.poll() is None and len(workers) == 4, (workers, run.stderr)
     # as the OOM killer would: one worker of the training loader, in the middle of epoch 2
     os.kill(workers[0], signal.SIGKILL)
