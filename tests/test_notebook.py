@@ -180,21 +180,25 @@ def sections(nb):
     return setup, found
 
 
-def sectioned_run(nb):
+def sectioned_run(nb, languages=('en', 'en')):
     """A notebook that, for each section, forgets everything (``%reset -f``), runs the setup
-    cells, then each of the section's cells twice in a row (as a learner re-runs a cell); and
-    ``{heading: (first runs, second runs)}``."""
+    cells, then each of the section's cells twice in a row (as a learner re-runs a cell), the
+    first run in ``languages[0]``, the second in ``languages[1]``; the first section's setup
+    cells; and ``{heading: (first runs, second runs)}``."""
     setup, found = sections(nb)
-    run, passes = nbformat.v4.new_notebook(metadata=nb.metadata), {}
+    run, passes, setup_runs = nbformat.v4.new_notebook(metadata=nb.metadata), {}, []
     for heading, cells in found.items():
         run.cells.append(nbformat.v4.new_code_cell('%reset -f'))
         run.cells += [nbformat.v4.new_code_cell(cell.source) for cell in setup]
+        setup_runs = setup_runs or run.cells[-len(setup):]
         passes[heading] = ([], [])
         for cell in cells:
-            for runs in passes[heading]:
+            for lang, runs in zip(languages, passes[heading]):
+                run.cells.append(nbformat.v4.new_code_cell(
+                    f'from gluon_softmax import language\nlanguage.set_language({lang!r})'))
                 runs.append(nbformat.v4.new_code_cell(cell.source))
                 run.cells.append(runs[-1])
-    return run, passes
+    return run, setup_runs, passes
 
 
 def text_of(cells):
@@ -210,35 +214,45 @@ RESULTS = re.compile(r"(?:loss|acc|accuracy)'?:? +(-?[0-9]+\.[0-9]+)")
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(2 * LONG_TEST_SECONDS)  # the whole chapter twice on the whole data set
-@pytest.mark.ci_leg('3.12')  # Colab's Python; the 3.13 leg runs the same cells in Chinese
-def test_notebook_sections_run_alone_and_cells_again_in_the_quick_setting(tmp_path, monkeypatch,
-                                                                         real_data_dir):
+# Debian 13's Python and NumPy 2 (Colab's NumPy); the other legs run the exercise notebooks
+@pytest.mark.ci_leg('3.13')
+def test_notebook_sections_run_alone_and_cells_again_in_chinese_in_the_quick_setting(
+        tmp_path, monkeypatch, real_data_dir):
+    """Every section run alone, each of its cells twice: first in English, the notebook's
+    outputs; then again in Chinese (the Chinese notebook's code cells are the English ones), the
+    Chinese notebook's outputs. The numbers must repeat and every Chinese figure speak Chinese."""
     from ipykernel.kernelspec import install
     from nbclient import NotebookClient
+    from gluon_softmax import language
 
     # A kernel spec that starts this interpreter, found before any other 'python3' spec
     # (JUPYTER_PATH is searched first), so the kernel sees the package of this venv.
     install(kernel_name='python3', prefix=str(tmp_path / 'jupyter'))
     monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter' / 'share' / 'jupyter'))
-    nb = read_notebook()
-    code_cells(nb)[0].source = quick_cell(code_cells(nb)[0].source)
+    nb, nb_zh = read_notebook(), nbformat.read(str(NOTEBOOK_ZH), as_version=4)
+    assert [c.source for c in code_cells(nb)] == [c.source for c in code_cells(nb_zh)]
+    for notebook in (nb, nb_zh):
+        code_cells(notebook)[0].source = quick_cell(code_cells(notebook)[0].source)
     # One kernel: each section right after the settings and imports only (a reset before
     # each), each of its cells twice; the first runs' outputs are the notebook's, exported below.
-    run, passes = sectioned_run(nb)
-    run.cells.append(nbformat.v4.new_code_cell(
-        'import sys\nimport gluon_softmax\nprint(sys.prefix, gluon_softmax.__file__)'))
+    run, setup_runs, passes = sectioned_run(nb, languages=('en', 'zh'))
+    run.cells.insert(0, nbformat.v4.new_code_cell(
+        'import sys\nimport gluon_softmax\nfrom gluon_softmax import language\n'
+        'print(sys.prefix, gluon_softmax.__file__, language.current())'))
     client = NotebookClient(run, kernel_name='python3', timeout=300, allow_errors=False,
                             resources={'metadata': {'path': str(NOTEBOOK.parent)}})
-    client.execute()  # raises CellExecutionError on the first failing cell
+    # as Jupyter starts a kernel for the Chinese notebook: only its name says Chinese
+    client.execute(env=language.kernel_env(NOTEBOOK_ZH))  # raises CellExecutionError
     assert not [out for cell in run.cells for out in cell.outputs if out.output_type == 'error']
-    assert run.cells[-1].outputs[0].text.split() == [
-        sys.prefix, gluon_softmax.__file__], 'the kernel ran another Python or package'
+    assert run.cells[0].outputs[0].text.split() == [
+        sys.prefix, gluon_softmax.__file__, 'zh'], 'another Python or package, or not Chinese'
     setup, found = sections(nb)
-    assert len(passes) == len(found) >= 9
-    last_setup = run.cells[1:1 + len(setup)]  # outputs as in any of the sections' runs
-    for cell, done in zip(setup, last_setup):
-        cell.outputs = done.outputs
-    for heading, cells in found.items():
+    setup_zh, found_zh = sections(nb_zh)
+    assert len(passes) == len(found) == len(found_zh) >= 9
+    for cells in (setup, setup_zh):  # outputs as in any of the sections' runs
+        for cell, done in zip(cells, setup_runs):
+            cell.outputs = done.outputs
+    for (heading, cells), cells_zh in zip(found.items(), found_zh.values()):
         first, second = passes[heading]
         # running a cell again repeats its results: nothing continues training
         assert RESULTS.findall(text_of(first)) == RESULTS.findall(text_of(second)), heading
@@ -247,12 +261,25 @@ def test_notebook_sections_run_alone_and_cells_again_in_the_quick_setting(tmp_pa
             if 'LiveCurves(' in cell.source:
                 (figure,) = plotly_outputs(cell)
                 assert figure['data'][PLOTLY_MIME]['data'][0]['x'] == [1, 2], heading
-        # the notebook's outputs: the first run of each section (the first figure of the
-        # kernel, in section 1, carries plotly.js for the exported page)
+        # the notebooks' outputs: the first run of each section in English (the first figure
+        # of the kernel, in section 1, carries plotly.js for the exported page), the second in
+        # Chinese
         for cell, done in zip(cells, first):
             cell.outputs = done.outputs
+        for cell, done in zip(cells_zh, second):
+            cell.outputs = done.outputs
+    # plotly.js is embedded once per kernel, with its first figure: in the English run of that
+    # cell, where a kernel of the Chinese notebook's own puts it in the same cell's outputs
+    (carrier, index), = [(i, k) for i, cell in enumerate(code_cells(nb))
+                         for k, out in enumerate(cell.outputs) if carries_plotlyjs(out)]
+    code_cells(nb_zh)[carrier].outputs.insert(index, code_cells(nb)[carrier].outputs[index])
     check_outputs(nb, found)
     screenshots(nb, tmp_path)
+    check_chinese(nb_zh, tmp_path)
+
+
+def carries_plotlyjs(output):
+    return get_plotlyjs()[:300] in output.get('data', {}).get('text/html', '')
 
 
 def check_outputs(nb, found):
@@ -388,35 +415,10 @@ def figure_layouts(cells):
     return [out['data'][PLOTLY_MIME]['layout'] for cell in cells for out in plotly_outputs(cell)]
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-@pytest.mark.timeout(LONG_TEST_SECONDS)  # the whole chapter on the whole data set, in Chinese
-# its code cells are the English notebook's; what it adds is the language: CI runs it on the
-# leg of Debian 13's Python (and NumPy 2), where the English sections test does not run
-@pytest.mark.ci_leg('3.13')
-def test_chinese_notebook_runs_in_its_quick_setting_with_chinese_figures(tmp_path, monkeypatch,
-                                                                          real_data_dir):
-    from ipykernel.kernelspec import install
-    from nbclient import NotebookClient
-    from gluon_softmax import language
-
-    install(kernel_name='python3', prefix=str(tmp_path / 'jupyter'))
-    monkeypatch.setenv('JUPYTER_PATH', str(tmp_path / 'jupyter' / 'share' / 'jupyter'))
-    nb = nbformat.read(str(NOTEBOOK_ZH), as_version=4)
-    code_cells(nb)[0].source = quick_cell(code_cells(nb)[0].source)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        'import gluon_softmax\nfrom gluon_softmax import language\n'
-        'print(gluon_softmax.__file__, language.current())'))
-    client = NotebookClient(nb, kernel_name='python3', timeout=300, allow_errors=False,
-                            resources={'metadata': {'path': str(NOTEBOOK.parent)}})
-    # as Jupyter starts a kernel for this file: only its name says Chinese
-    client.execute(env=language.kernel_env(NOTEBOOK_ZH))
-
-    cells = code_cells(nb)
-    package, lang = cells[-1].outputs[0].text.split()
-    assert Path(package).parent == Path(gluon_softmax.__file__).parent and lang == 'zh'
-    assert not [out for cell in cells for out in cell.outputs if out.output_type == 'error']
-    layouts = figure_layouts(cells[:-1])
+def check_chinese(nb, tmp_path):
+    """The Chinese notebook, with the outputs of its cells' Chinese runs: every figure titled
+    in Chinese, the class names Chinese, and its exported page and screenshots."""
+    layouts = figure_layouts(code_cells(nb))
     titles = [layout.get('title', {}).get('text', '') for layout in layouts]
     assert len(titles) >= 14
     # every figure has its title in Chinese: those the package draws, and the notebook's own
@@ -433,12 +435,13 @@ def test_chinese_notebook_runs_in_its_quick_setting_with_chinese_figures(tmp_pat
     assert names <= set(gluon_softmax.data.TEXT_LABELS_ZH) and len(names) >= 5  # the class names
 
     page = export_html(nb, tmp_path / 'softmax_regression.zh.html')
+    assert page.count(get_plotlyjs()[:300]) == 1  # its figures are drawn offline too
     assert '前 18 张训练图像' in page and '下面是前 18 张训练图像及其标签' in page
     # screenshots: a Chinese text cell with the figure under it, and the live curves
     text_cell = next(c for c in nb.cells if c.cell_type == 'markdown' and
                      'get_fashion_mnist_labels' in c.source)
     screenshot_cells(tmp_path, tmp_path / 'softmax_regression.zh.html', text_cell,
                      tmp_path / 'notebook-zh-text-and-images.png')
-    live = next(c for c in cells if 'LiveCurves(' in c.source)
+    live = next(c for c in code_cells(nb) if 'LiveCurves(' in c.source)
     screenshot_cells(tmp_path, tmp_path / 'softmax_regression.zh.html', first_cell_before(nb, live),
                      tmp_path / 'notebook-zh-curves.png')
