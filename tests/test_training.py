@@ -4,7 +4,6 @@ import math
 import mxnet as mx
 import numpy as onp
 import pytest
-from d2l import mxnet as d2l
 from mxnet import np
 
 from gluon_softmax import training
@@ -15,6 +14,13 @@ from gluon_softmax.run.settings import Recipe
 
 SIDE = 4  # tiny "images": 4 x 4 = 16 features
 NUM_INPUTS = SIDE * SIDE
+
+
+def d2l():
+    """d2l's MXNet module, imported by the tests that compare with it, not at collection (it
+    brings pandas and matplotlib: a second of CPU in every test process)."""
+    from d2l import mxnet  # pylint: disable=import-outside-toplevel
+    return mxnet
 
 
 def separable(n, seed):
@@ -60,7 +66,7 @@ def test_accuracy_agrees_with_d2l(seed):
     y_hat[onp.arange(4), y[:4].asnumpy()] = 1  # at least four are right
     got = training.accuracy(y_hat, y)
     assert isinstance(got, float)
-    assert got == d2l.accuracy(y_hat, y)
+    assert got == d2l().accuracy(y_hat, y)
     assert got == float((y_hat.asnumpy().argmax(axis=1) == y.asnumpy()).sum()) >= 4
 
 
@@ -77,7 +83,7 @@ def test_evaluate_accuracy_agrees_with_d2l(impl):
     net, _, _ = make_model(impl, 0.1)
     loader = ArrayLoader(X, y, 8)
     got = training.evaluate_accuracy(net, loader, mx.cpu())
-    assert got == pytest.approx(d2l.evaluate_accuracy(net, loader), abs=1e-12)
+    assert got == pytest.approx(d2l().evaluate_accuracy(net, loader), abs=1e-12)
     W, b = weights_of(net)
     assert got == pytest.approx(((X @ W + b).argmax(axis=1) == y).mean(), abs=1e-12)
 
