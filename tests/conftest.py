@@ -38,16 +38,17 @@ TINY_SPLITS = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 12),
 
 
 def pytest_collection_modifyitems(items):
-    """The longest tests first (those with the long bound, then the other slow ones), so that
-    pytest-xdist starts them early instead of leaving one of them to run alone at the end; the
-    order within each kind is the files' own."""
+    """The longest tests first (those with the long bound, the longest bound first, then the
+    other slow ones), so that pytest-xdist starts them early instead of leaving one of them to
+    run alone at the end; otherwise the files' own order."""
     from procs import LONG_TEST_SECONDS
 
     def kind(item):
         timeout = item.get_closest_marker('timeout')
-        if timeout and timeout.args and timeout.args[0] >= LONG_TEST_SECONDS:
-            return 0
-        return 1 if item.get_closest_marker('slow') else 2
+        bound = timeout.args[0] if timeout and timeout.args else 0
+        if bound >= LONG_TEST_SECONDS:
+            return 0, -bound
+        return (1 if item.get_closest_marker('slow') else 2), 0
     items.sort(key=kind)  # stable
 
 
