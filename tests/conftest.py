@@ -27,8 +27,6 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 # schemas name no format at all). Without it jsonschema checks the same notebooks the same way.
 sys.modules.setdefault('rfc3987_syntax', None)
 
-from mxnet import npx  # noqa: E402  pylint: disable=wrong-import-position
-
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # the IDX magic numbers, restated from the format spec
 IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
              't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
@@ -87,6 +85,9 @@ def restore_signal_handlers():
 @pytest.fixture(autouse=True)
 def np_mode():
     """Every test runs in MXNet's NumPy mode (``mxnet.np`` arrays, NumPy semantics)."""
+    # imported here, not with this file: pytest-xdist's controller process, which runs no
+    # test, loads this file too, and need not import MXNet (a second) before starting workers
+    from mxnet import npx  # pylint: disable=import-outside-toplevel
     npx.set_np()
     yield
 
