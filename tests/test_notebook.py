@@ -180,7 +180,7 @@ def sections(nb):
     return setup, found
 
 
-def sectioned_run(nb, languages=('en', 'en')):
+def sectioned_run(nb, languages):
     """A notebook that, for each section, forgets everything (``%reset -f``), runs the setup
     cells, then each of the section's cells twice in a row (as a learner re-runs a cell), the
     first run in ``languages[0]``, the second in ``languages[1]``; the first section's setup
