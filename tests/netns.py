@@ -147,6 +147,15 @@ class Network:
         """``{namespace: number of processes in it}``, the daemons left out."""
         return {host.name: len(self.job_pids(host)) for host in self.hosts}
 
+    def wait_until_empty(self, seconds=10):
+        """Wait until no process (but a daemon) is left in any namespace; the counts."""
+        deadline = time.monotonic() + seconds
+        while True:
+            counts = self.counts()
+            if not any(counts.values()) or time.monotonic() > deadline:
+                return counts
+            time.sleep(0.05)
+
 
 SSHD_CONFIG = '''\
 ListenAddress {address}
@@ -206,6 +215,11 @@ class Sshd:
                     raise NetnsUnavailable(f'sshd on {host.address} does not answer: '
                                            + open(f'{self.dir}/sshd-{host.address}.log').read())
                 time.sleep(0.2)
+        # The server's side of each probe (sshd's per-connection process) can outlive the
+        # client for a moment; the tests start from empty namespaces.
+        left = self.network.wait_until_empty(COMMAND_SECONDS)
+        if any(left.values()):
+            raise NetnsUnavailable(f'the probes of the ssh daemons are still running: {left}')
         return self
 
     def config_path(self):

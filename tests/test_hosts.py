@@ -94,15 +94,6 @@ def hosts_launch(hosts_file, *args, timeout=RUN_TIMEOUT):
     return run_launcher('--hosts', hosts_file, '--remote', NETNS_REMOTE, *args, timeout=timeout)
 
 
-def wait_until_empty(network, seconds=10):
-    """Wait until no process (but a daemon) is left in any namespace; the counts per namespace."""
-    deadline = time.monotonic() + seconds
-    while True:
-        counts = network.counts()
-        if not any(counts.values()) or time.monotonic() > deadline:
-            return counts
-
-
 @contextlib.contextmanager
 def ended(proc):
     """SIGKILL the launcher ``proc`` if it still runs when the block is left (a failed test)."""
@@ -256,7 +247,7 @@ def test_two_hosts_train_like_one_process(tmp_path, small_data_dir, clean_networ
     a, b, c = (h.name for h in clean_network.hosts)
     assert placed == {('scheduler', 0): a, ('server', 0): a, ('worker', 0): b,
                       ('worker', 1): c}, job.stderr
-    assert wait_until_empty(clean_network) == {a: 0, b: 0, c: 0}
+    assert clean_network.wait_until_empty() == {a: 0, b: 0, c: 0}
 
     loopback, loopback_s = run_launcher('-n', '2', '--timeout', str(JOB_TIMEOUT), '--', *dist,
                                         '--out', str(tmp_path / 'loopback'),
@@ -311,7 +302,7 @@ def test_a_killed_worker_stops_the_job_on_every_host(tmp_path, small_data_dir, c
     stderr = err_path.read_text()
     assert status != 0 and took < grace + 15, (status, took, stderr)
     assert error_lines(stderr)[0].startswith(f'error: worker 1 on {last.name} '), stderr
-    after = wait_until_empty(clean_network, seconds=2)
+    after = clean_network.wait_until_empty(seconds=2)
     print(f'\nprocesses per namespace: before the kill {before}, after the job {after}')
     assert after == {h.name: 0 for h in clean_network.hosts}
 
@@ -332,7 +323,7 @@ def test_a_signal_reaches_the_workers_on_their_hosts(tmp_path, clean_network, ba
         128 + signum, ['interrupted-0', 'interrupted-1'],
         [f'error: interrupted by {signum.name}; stopped all 4 processes']), stderr
     assert took < 5, stderr  # no grace period spent
-    assert wait_until_empty(clean_network, seconds=2) == {h.name: 0 for h in clean_network.hosts}
+    assert clean_network.wait_until_empty(seconds=2) == {h.name: 0 for h in clean_network.hosts}
 
 
 def test_a_failing_worker_status_is_the_exit_status(tmp_path, clean_network):
@@ -345,7 +336,7 @@ def test_a_failing_worker_status_is_the_exit_status(tmp_path, clean_network):
         r'error: worker [01] on gsns\w+ \(pid \d+\) exited with status 3; stopped the others',
         lines[0]), result.stderr
     assert seconds < 20
-    assert wait_until_empty(clean_network, seconds=2) == {h.name: 0 for h in clean_network.hosts}
+    assert clean_network.wait_until_empty(seconds=2) == {h.name: 0 for h in clean_network.hosts}
 
 
 def test_the_timeout_holds_on_every_host(tmp_path, clean_network):
@@ -355,7 +346,7 @@ def test_the_timeout_holds_on_every_host(tmp_path, clean_network):
     assert result.returncode == 124, result.stderr
     assert error_lines(result.stderr)[0].startswith('error: timed out after 3 s'), result.stderr
     assert 3 <= seconds < 10
-    assert wait_until_empty(clean_network, seconds=2) == {h.name: 0 for h in clean_network.hosts}
+    assert clean_network.wait_until_empty(seconds=2) == {h.name: 0 for h in clean_network.hosts}
 
 
 def test_a_host_that_is_not_there(tmp_path, clean_network):
@@ -416,7 +407,7 @@ def test_ssh_job_sums_over_hosts(tmp_path, sshd, clean_network):
     assert ranks == [['0', '2', '3.0'], ['1', '2', '3.0']]
     placed = {key: host for key, (_, host) in host_pids(result.stderr).items()}
     assert placed[('worker', 0)] == '192.0.2.2' and placed[('worker', 1)] == '192.0.2.3'
-    assert wait_until_empty(clean_network) == \
+    assert clean_network.wait_until_empty() == \
         {h.name: 0 for h in clean_network.hosts}
 
 
@@ -450,7 +441,7 @@ def test_a_killed_ssh_client_takes_the_remote_process_with_it(tmp_path, sshd, cl
     assert proc.returncode != 0
     assert re.search(r'^error: worker 1 on 192\.0\.2\.3 \(pid \d+\) was killed by SIGKILL',
                      rest, re.M), rest
-    after = wait_until_empty(clean_network)
+    after = clean_network.wait_until_empty()
     print(f'\nprocesses per namespace after the killed ssh client (sshd excluded): {after}')
     assert after == {h.name: 0 for h in clean_network.hosts}
 
