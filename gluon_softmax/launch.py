@@ -10,9 +10,11 @@ Usage::
 MXNet's parameter-server kvstore (ps-lite) needs three kinds of processes: one scheduler,
 which every other process contacts first; servers, which hold the parameters; and workers,
 which run the training command and call ``mx.kv.create('dist_sync')``. The launcher starts
-the scheduler and the servers as ``python -c "import gluon_softmax, mxnet"`` (importing
-MXNet with ``DMLC_ROLE`` set to ``scheduler`` or ``server`` runs that role's loop and exits
-when the job ends) and ``WORKERS`` copies of the command, all on the loopback interface.
+the servers as ``python -c "import gluon_softmax, mxnet"`` (importing MXNet with ``DMLC_ROLE``
+set to ``server`` runs that role's loop and exits when the job ends), the scheduler as a short
+program that runs its loop in MXNet's native library alone
+(:data:`~gluon_softmax.scale.launcher.SCHEDULER_CODE`), and ``WORKERS`` copies of the command,
+all on the loopback interface.
 Each process learns its part from the environment (see
 :func:`~gluon_softmax.scale.hosts.dmlc_env`), and the launcher prints ``launch: <role> <i>
 pid <PID>`` on stderr as it starts it.

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from gluon_softmax.scale.hosts import dmlc_env
+from gluon_softmax.scale.launcher import service_command
 
 import procs
 
@@ -191,6 +192,15 @@ def test_dmlc_env_loopback():
     other = dmlc_env('server', 1, 1, 5000, host='10.0.0.2', interface='eth0')
     assert (other['DMLC_PS_ROOT_URI'], other['DMLC_NODE_HOST'], other['DMLC_INTERFACE'],
             other['DMLC_PS_ROOT_PORT']) == ('10.0.0.2', '10.0.0.2', 'eth0', '5000')
+
+
+def test_a_scheduler_that_cannot_find_mxnet_says_so_in_one_line():
+    # -S: without site-packages, as on a host whose interpreter has no MXNet
+    result = subprocess.run([sys.executable, '-S', '-c', service_command('scheduler')[2]],
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                            env={**child_env(), 'DMLC_ROLE': 'scheduler'})
+    assert (result.returncode, result.stderr) == (
+        1, 'scheduler: cannot find MXNet (pip install mxnet)\n')
 
 
 def test_two_workers_sum_their_pushes(tmp_path):
