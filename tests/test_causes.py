@@ -163,17 +163,17 @@ def test_train_out_is_checked_before_mxnet_loads(tmp_path, make, flags, needle):
 def test_data_check_interrupted_says_what_it_was_reading(small_data_copy):
     # Ctrl-C while the test set is verified (the signal sent as its reading starts)
     code = ('import os, signal, sys\n'
-            'from gluon_softmax import data\n'
+            'from gluon_softmax import data_files\n'
             f'sys.path.insert(0, {os.path.dirname(small_data.__file__)!r})\n'
             'import small_data\n'
             'small_data.pin(sys.argv[1])\n'
-            'real = data.read_split\n'
+            'real = data_files.read_split\n'
             'def read_split(directory, train):\n'
             '    if not train:\n'
             '        os.kill(os.getpid(), signal.SIGINT)\n'
             '    return real(directory, train)\n'
-            'data.read_split = read_split\n'
-            'sys.exit(data.main([sys.argv[1]]))\n')
+            'data_files.read_split = read_split\n'
+            'sys.exit(data_files.main([sys.argv[1]]))\n')
     result = procs.run([sys.executable, '-c', code, small_data_copy], code_may_fork=True)
     assert result.returncode == 128 + signal.SIGINT, result.stderr
     assert result.stderr == (f'interrupted (SIGINT) while verifying the test set in '

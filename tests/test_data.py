@@ -13,8 +13,11 @@ from mxnet.gluon.data.vision import transforms
 
 from conftest import (IDX_NAMES, IMAGES_MAGIC, LABELS_MAGIC, TINY_SPLITS, assert_usage_error,
                       tiny_arrays, write_idx, write_tiny_dataset)
-from gluon_softmax import data
+from gluon_softmax import data, data_files
 from gluon_softmax.data import DataError, read_idx, read_split
+
+import procs
+import small_data
 
 
 # --- reading valid files ------------------------------------------------------------------
@@ -191,27 +194,27 @@ def isolated(monkeypatch, tmp_path, tiny_idx_dir):
 
     The complete copy is what a forbidden fallback would find.
     """
-    monkeypatch.delenv(data.ENV_DIR, raising=False)
+    monkeypatch.delenv(data_files.ENV_DIR, raising=False)
     monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxnet-home'))
-    monkeypatch.setattr(data, 'DEBIAN_DIR', str(tiny_idx_dir))
+    monkeypatch.setattr(data_files, 'DEBIAN_DIR', str(tiny_idx_dir))
     return tiny_idx_dir
 
 
 def test_default_search_finds_the_debian_copy(isolated):
-    assert os.path.samefile(data.find_data_dir(), isolated)
+    assert os.path.samefile(data_files.find_data_dir(), isolated)
 
 
 def test_default_search_prefers_the_mxnet_cache(isolated, tmp_path):
     cache = tmp_path / 'mxnet-home' / 'datasets' / 'fashion-mnist'
     write_tiny_dataset(cache)
-    assert os.path.samefile(data.find_data_dir(), cache)
+    assert os.path.samefile(data_files.find_data_dir(), cache)
 
 
 def test_explicit_root_without_files_does_not_fall_back(isolated, tmp_path):
     empty = tmp_path / 'empty'
     empty.mkdir()
     with pytest.raises(DataError) as info:
-        data.find_data_dir(root=str(empty))
+        data_files.find_data_dir(root=str(empty))
     assert str(empty) in str(info.value)
     for name in IDX_NAMES:
         assert name in str(info.value)
@@ -221,7 +224,7 @@ def test_explicit_root_missing_one_file_names_it(isolated, tmp_path):
     partial = write_tiny_dataset(tmp_path / 'partial')
     os.remove(partial / 't10k-labels-idx1-ubyte.gz')
     with pytest.raises(DataError) as info:
-        data.find_data_dir(root=partial)
+        data_files.find_data_dir(root=partial)
     assert str(partial) in str(info.value) and 't10k-labels-idx1-ubyte' in str(info.value)
     assert 'train-images-idx3-ubyte' not in str(info.value)
 
@@ -229,43 +232,43 @@ def test_explicit_root_missing_one_file_names_it(isolated, tmp_path):
 def test_explicit_root_that_does_not_exist_raises(isolated, tmp_path):
     missing = tmp_path / 'no' / 'such' / 'dir'
     with pytest.raises(DataError) as info:
-        data.find_data_dir(root=str(missing))
+        data_files.find_data_dir(root=str(missing))
     assert str(missing) in str(info.value)
     assert not missing.exists()  # not created as a side effect
 
 
 def test_explicit_root_with_files_is_used(isolated, tmp_path):
     other = write_tiny_dataset(tmp_path / 'other', compress=False)
-    assert os.path.samefile(data.find_data_dir(root=str(other)), other)
+    assert os.path.samefile(data_files.find_data_dir(root=str(other)), other)
 
 
 def test_environment_variable_is_used(isolated, monkeypatch, tmp_path):
     other = write_tiny_dataset(tmp_path / 'from-env')
-    monkeypatch.setenv(data.ENV_DIR, str(other))
-    assert os.path.samefile(data.find_data_dir(), other)
+    monkeypatch.setenv(data_files.ENV_DIR, str(other))
+    assert os.path.samefile(data_files.find_data_dir(), other)
 
 
 def test_environment_variable_never_falls_back(isolated, monkeypatch, tmp_path):
     empty = tmp_path / 'env-empty'
     empty.mkdir()
-    monkeypatch.setenv(data.ENV_DIR, str(empty))
+    monkeypatch.setenv(data_files.ENV_DIR, str(empty))
     with pytest.raises(DataError) as info:
-        data.find_data_dir()
+        data_files.find_data_dir()
     assert str(empty) in str(info.value)
 
 
 def test_environment_variable_naming_a_missing_directory_raises(isolated, monkeypatch, tmp_path):
-    monkeypatch.setenv(data.ENV_DIR, str(tmp_path / 'typo'))
+    monkeypatch.setenv(data_files.ENV_DIR, str(tmp_path / 'typo'))
     with pytest.raises(DataError, match='typo'):
-        data.find_data_dir()
+        data_files.find_data_dir()
 
 
 def test_not_found_says_the_three_ways_to_get_the_data(monkeypatch, tmp_path):
-    monkeypatch.delenv(data.ENV_DIR, raising=False)
+    monkeypatch.delenv(data_files.ENV_DIR, raising=False)
     monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxnet-home'))
-    monkeypatch.setattr(data, 'DEBIAN_DIR', str(tmp_path / 'no-debian-copy'))
+    monkeypatch.setattr(data_files, 'DEBIAN_DIR', str(tmp_path / 'no-debian-copy'))
     with pytest.raises(DataError) as info:
-        data.find_data_dir()
+        data_files.find_data_dir()
     message = str(info.value)
     assert 'apt-get install dataset-fashion-mnist' in message
     assert '--data-dir' in message and '$FASHION_MNIST_DIR' in message
@@ -276,10 +279,10 @@ def test_not_found_says_the_three_ways_to_get_the_data(monkeypatch, tmp_path):
 def test_not_found_when_candidate_dirs_hold_nothing(monkeypatch, tmp_path):
     empty = tmp_path / 'empty'
     empty.mkdir()
-    monkeypatch.setattr(data, 'candidate_dirs',
+    monkeypatch.setattr(data_files, 'candidate_dirs',
                         lambda root=None: [(str(empty), False), (str(tmp_path / 'nope'), False)])
     with pytest.raises(DataError) as info:
-        data.find_data_dir()
+        data_files.find_data_dir()
     for words in ('apt', '--data-dir', 'FASHION_MNIST_DIR', '--download'):
         assert words in str(info.value)
 
@@ -454,14 +457,15 @@ def test_download_of_files_with_the_wrong_hash_leaves_nothing(tiny_server, tmp_p
     _, base_url = tiny_server
     target = tmp_path / 'target'
     with pytest.raises(DataError):
-        data.download_fashion_mnist(str(target), base_url=base_url)
+        data_files.download_fashion_mnist(str(target), base_url=base_url)
     assert os.listdir(target) == []  # neither .part files nor an unverified file
 
 
 def test_download_from_an_unreachable_url_raises_data_error(tmp_path):
     target = tmp_path / 'target'
     with pytest.raises(DataError) as info:
-        data.download_fashion_mnist(str(target), base_url=(tmp_path / 'nowhere').as_uri() + '/')
+        data_files.download_fashion_mnist(str(target),
+                                          base_url=(tmp_path / 'nowhere').as_uri() + '/')
     assert 'download failed' in str(info.value)
     assert os.listdir(target) == []
 
@@ -471,9 +475,9 @@ def test_download_keeps_files_whose_content_hash_matches(tiny_server, tmp_path, 
     served, base_url = tiny_server
     pinned = {name: (magic, hashlib.sha256(gzip.open(served / (name + '.gz')).read()).hexdigest())
               for name, (magic, _) in data.IDX_FILES.items()}
-    monkeypatch.setattr(data, 'IDX_FILES', pinned)
+    monkeypatch.setattr(data_files, 'IDX_FILES', pinned)
     target = tmp_path / 'target'
-    data.download_fashion_mnist(str(target), base_url=base_url)
+    data_files.download_fashion_mnist(str(target), base_url=base_url)
     assert sorted(os.listdir(target)) == sorted(name + '.gz' for name in IDX_NAMES)
     for train in (True, False):
         images, labels = read_split(target, train, verify=False)
@@ -501,7 +505,7 @@ def test_real_files_download_and_verify_from_a_mirror(real_data_dir, tmp_path):
     base_url = 'file://' + os.path.abspath(real_data_dir) + '/'
     if any(not os.path.exists(os.path.join(real_data_dir, n + '.gz')) for n in IDX_NAMES):
         pytest.skip('the installed copy is not gzipped')
-    data.download_fashion_mnist(str(target), base_url=base_url)
+    data_files.download_fashion_mnist(str(target), base_url=base_url)
     assert sorted(os.listdir(target)) == sorted(name + '.gz' for name in IDX_NAMES)
     assert len(read_split(str(target), False)[0]) == 10000
 
@@ -580,7 +584,7 @@ def too_much_data(d):
 def test_the_cli_prints_what_the_troubleshooting_table_shows(tiny_idx_dir, capsys, corrupt,
                                                              starts):
     path = corrupt(str(tiny_idx_dir))
-    assert data.main([str(tiny_idx_dir)]) == 2  # verify=True, as the CLIs read
+    assert data_files.main([str(tiny_idx_dir)]) == 2  # verify=True, as the CLIs read
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), err
@@ -594,27 +598,27 @@ def test_the_resize_message_is_in_the_troubleshooting_table(tiny_idx_dir, monkey
     table_row_for(str(info.value), tiny_idx_dir, '--resize SIDE')
 
 
-# --- python -m gluon_softmax.data ---------------------------------------------------------
+# --- python -m gluon_softmax.data_files ---------------------------------------------------
 
 def test_data_main_has_help(capsys):
     with pytest.raises(SystemExit) as info:
-        data.main(['--help'])
+        data_files.main(['--help'])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith('usage: python -m gluon_softmax.data [-h] [DIR]')
-    assert data.ENV_DIR in out and 'SHA-256' in out
+    assert out.startswith('usage: python -m gluon_softmax.data_files [-h] [DIR]')
+    assert data_files.ENV_DIR in out and 'SHA-256' in out
 
 
 def test_data_main_rejects_unknown_options_in_one_line(capsys):
     with pytest.raises(SystemExit) as info:
-        data.main(['--verbose'])
+        data_files.main(['--verbose'])
     assert info.value.code == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and '--verbose' in lines[0]
 
 
 def test_data_main_names_a_missing_directory(capsys, tmp_path):
-    assert data.main([str(tmp_path / 'nowhere')]) == 2
+    assert data_files.main([str(tmp_path / 'nowhere')]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f'error: {tmp_path / "nowhere"}: not a directory')
@@ -622,8 +626,28 @@ def test_data_main_names_a_missing_directory(capsys, tmp_path):
 
 @pytest.mark.integration
 def test_data_main_verifies_the_real_copy(real_data_dir, capsys):
-    assert data.main([real_data_dir]) == 0
+    assert data_files.main([real_data_dir]) == 0
     assert capsys.readouterr().out == f'Fashion-MNIST verified in {real_data_dir}\n'
+
+
+def test_the_check_runs_without_mxnet(small_data_copy):
+    # every make target runs it first: without MXNet's import it takes a fraction of the time
+    cmd = small_data.command(small_data_copy, 'gluon_softmax.data_files', small_data_copy)
+    result = procs.run([cmd[0], '-X', 'importtime', *cmd[1:]], fresh=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == f'Fashion-MNIST verified in {small_data_copy}\n'
+    imported = [line.rsplit('|', 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith('import time:')]
+    assert {'gluon_softmax.idx', 'gluon_softmax.run.signals'} <= set(imported)
+    assert [m for m in imported if m.split('.')[0] == 'mxnet'] == []
+
+
+def test_data_reexports_the_finding_of_data_files():
+    # the chapter and the notebook call data.find_data_dir; python -m gluon_softmax.data runs main
+    for name in ('find_data_dir', 'download_fashion_mnist', 'candidate_dirs', 'missing_files',
+                 'mxnet_cache_dir', 'how_to_get_data', 'main', 'DEBIAN_DIR', 'ENV_DIR',
+                 'UPSTREAM_URL'):
+        assert getattr(data, name) is getattr(data_files, name)
 
 
 # --- memory guards for --resize -----------------------------------------------------------

@@ -37,10 +37,13 @@ LAYERS = {
 # module (its dotted name under the package; '' is the package itself) -> (layer, what it
 # holds). The README's module table is made from this, in this order.
 MODULES = {
-    'data': ('chapter', 'find, verify and read Fashion-MNIST; `FashionMNIST` (a subclass of '
+    'data': ('chapter', 'Fashion-MNIST served to Gluon: `FashionMNIST` (a subclass of '
              "MXNet's); `load_data_fashion_mnist`; the fast `load_arrays_iters`; "
-             '`get_fashion_mnist_labels`; `set_seed` (the one seed function); '
-             '`python -m gluon_softmax.data [DIR]` checks a copy'),
+             '`get_fashion_mnist_labels`; `set_seed` (the one seed function); the names of '
+             '`data_files` and `idx` re-exported'),
+    'data_files': ('chapter', "where Fashion-MNIST's files are (`find_data_dir`), downloading "
+                   'them, and `python -m gluon_softmax.data_files [DIR]`, which checks a copy '
+                   '(NumPy only: `make` runs it first, without loading MXNet)'),
     'idx': ('chapter', "the IDX format (NumPy only): parse, verify, the files' SHA-256"),
     'loader_workers': ('chapter', "`WorkerDataLoader`: Gluon's `DataLoader` (same batches, same "
                        "order) whose worker processes each have a socket of their own instead "
@@ -130,10 +133,10 @@ MODULES = {
 
 # the imports a layer's rule does not allow, each with its one-line reason
 EXCEPTIONS = {
-    ('data', 'run.cli'): '`python -m gluon_softmax.data`, in its main() only: the one-line '
-                         'argparse errors every program shares',
-    ('data', 'run.signals'): '`python -m gluon_softmax.data`, in its main() only: its Ctrl-C '
-                             'line names the file being verified',
+    ('data_files', 'run.cli'): '`python -m gluon_softmax.data_files`, in its main() only: the '
+                               'one-line argparse errors every program shares',
+    ('data_files', 'run.signals'): '`python -m gluon_softmax.data_files`, in its main() only: '
+                                   'its Ctrl-C line names the file being verified',
 }
 # modules whose computed imports (importlib with a name made at run time) are allowed
 COMPUTED_IMPORTS = {
@@ -444,7 +447,9 @@ def test_an_outer_import_in_the_chapter_in_any_form_is_caught(form, target):
     ('compose', 'from gluon_softmax import bench', 'bench'),
     ('training', 'from gluon_softmax import Recipe', 'run.settings'),
     ('training', 'from gluon_softmax import nonexistent', ''),  # a name of the package itself
-    ('data', 'from gluon_softmax.run import rundir', 'run.rundir'),  # its exceptions are named
+    # its exceptions are named, and are data_files' alone
+    ('data_files', 'from gluon_softmax.run import rundir', 'run.rundir'),
+    ('data', 'def main():\n    from gluon_softmax.run.cli import Parser', 'run.cli'),
 ])
 def test_a_forbidden_import_between_layers_is_caught(module, source, target):
     assert [found for _, found in import_problems(source, module)] == [target]
@@ -471,7 +476,7 @@ def test_the_chapters_loop_uses_only_mxnet_and_the_standard_library(source, what
     ('training', 'from gluon_softmax import data, plots, scratch, concise, training'),
     ('training', 'from gluon_softmax.data import ArrayLoader\nfrom . import scratch'),
     ('training', 'from gluon_softmax import softmax, train_epoch, ArrayLoader'),  # re-exports
-    ('data', 'def main():\n    from gluon_softmax.run.cli import Parser'),  # an exception
+    ('data_files', 'def main():\n    from gluon_softmax.run.cli import Parser'),  # an exception
     ('run.report', 'from .. import plots\nfrom . import files\nfrom .model import as_model'),
     ('scale.parallel', 'from gluon_softmax.training import correct_count\nfrom . import workers'),
     ('compose', 'from gluon_softmax.run.model import Model\n'

@@ -47,6 +47,7 @@ def test_the_first_line_comes_before_mxnet_is_imported(tmp_path):
     ('gluon_softmax', 'python -m gluon_softmax'),
     ('gluon_softmax.train', 'python -m gluon_softmax.train'),
     ('gluon_softmax.data', 'python -m gluon_softmax.data'),
+    ('gluon_softmax.data_files', 'python -m gluon_softmax.data_files'),
     ('gluon_softmax.launch', 'python -m gluon_softmax.launch'),
     ('gluon_softmax.bench', 'python -m gluon_softmax.bench'),
 ])
