@@ -44,6 +44,8 @@ SCALING_RESIZES = (IMAGE_SIDE, 56)
 CLI_EPOCHS, QUICK_CLI_EPOCHS = 10, 1
 SCALE_OUT_EPOCHS, QUICK_SCALE_OUT_EPOCHS = 5, 2
 DEFAULT_OUT = os.path.join('bench-results', 'bench.json')
+# Ctrl-C and SIGTERM as Interrupted (installed by main()); run_child starts a child whole
+STOP = StopOnSignal()
 CHILD_TIMEOUT = 900  # seconds a row or CLI run may take before it counts as hung
 STACKS_SECONDS = 5  # after SIGABRT, how long a hung row has to print its stacks
 # of a hung row's stderr in the error: the row's and its loader workers' stacks, in any order
@@ -482,16 +484,19 @@ def run_child(cmd, what, timeout=CHILD_TIMEOUT):
     # not set in a preexec_fn, which would run this process's fork hooks, see loader_workers)
     resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
-        start = time.perf_counter()
-        # a session of its own: its process group holds nothing of ours
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
+        start, started = time.perf_counter(), []
         try:
+            # Popen whole: a Ctrl-C raised inside it would leave a child nobody ends (a session
+            # of its own: its process group holds nothing of ours)
+            STOP.run_whole(lambda: started.append(subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)))
+            proc, = started
             # wait4 rather than proc.wait(): it also gives this one child's resource usage
             ended = reap(proc.pid, time.monotonic() + timeout)
         except BaseException as e:
-            end_child(proc.pid)
-            proc.returncode = -1  # reaped here: Popen must not wait for it again
+            for proc in started:
+                end_child(proc.pid)
+                proc.returncode = -1  # reaped here: Popen must not wait for it again
             if isinstance(e, Interrupted):
                 e.during = what  # for the message: what the user stopped
             raise
@@ -499,11 +504,9 @@ def run_child(cmd, what, timeout=CHILD_TIMEOUT):
             end_child(proc.pid, stacks=True)
             proc.returncode = -1
             err.seek(0)
-            stacks = err.read()[-STACK_CHARS:]
             raise BenchError(f'{what} hung: still running after {timeout:g} s, so it was '
-                             f'killed with its processes; its stacks:\n{stacks}')
-        status, usage = ended
-        seconds = time.perf_counter() - start
+                             f'killed with its processes; its stacks:\n{err.read()[-STACK_CHARS:]}')
+        (status, usage), seconds = ended, time.perf_counter() - start
         # its loader workers, if any outlived it, die with it (they also do by themselves)
         signal_all(descendants(proc.pid), signal.SIGKILL)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -700,7 +703,7 @@ def main(argv=None):
         args.warmup, args.epochs = 1, 1
     # Ctrl-C, SIGTERM: the running measurement and its processes are ended, and the
     # temporary run directories removed, as the Interrupted exception unwinds
-    StopOnSignal().install()
+    STOP.install()
     try:
         from gluon_softmax.data import DataError
         try:

@@ -197,6 +197,34 @@ def test_bench_interrupted_names_the_measurement_it_stopped(tmp_path):
     assert not (tmp_path / 'bench.json').exists()
 
 
+
+def test_a_ctrl_c_while_the_measurement_starts_ends_it(tmp_path):
+    # the signal arrives inside Popen, after the child exists (seen under load: the child's
+    # own SIGINT to its parent came before Popen had returned)
+    code = ('import os, signal, subprocess, sys\n'
+            'from gluon_softmax import bench\n'
+            'real = subprocess.Popen\n'
+            'def popen(*args, **kwargs):\n'
+            '    proc = real(*args, **kwargs)\n'
+            '    open(sys.argv[2], "w").write(str(proc.pid))\n'
+            '    os.kill(os.getpid(), signal.SIGINT)\n'
+            '    [None for _ in range(1000)]  # the handler runs here, inside Popen\n'
+            '    return proc\n'
+            'subprocess.Popen = popen\n'
+            'def run_all(args):\n'
+            '    bench.run_child([sys.executable, "-c", "import time; time.sleep(60)"], '
+            '"row concise (batch size 256, resize 28)")\n'
+            'bench.run_all = run_all\n'
+            'sys.exit(bench.main(["--out", sys.argv[1]]))\n')
+    pid_file = tmp_path / 'child'
+    result = procs.run([sys.executable, '-c', code, tmp_path / 'bench.json', pid_file],
+                       code_may_fork=True)
+    assert result.returncode == 128 + signal.SIGINT, result.stderr
+    assert result.stderr == ('interrupted (SIGINT) while measuring row concise (batch size 256, '
+                             'resize 28); it was stopped; no results were written\n')
+    assert not os.path.exists(f'/proc/{pid_file.read_text()}'), 'the measurement still runs'
+
+
 # ---------------------------------------------------------------- e. a file-size limit
 
 @pytest.mark.slow

@@ -127,6 +127,7 @@ class StopOnSignal:
         finally:
             self.holding = False
         if self.received is not None and raise_after and not self.agreed:
+            self.raised = True  # as when the handler raises: later signals are only noted
             raise Interrupted(self.received)
 
 
