@@ -13,6 +13,8 @@ import sys
 import numpy as onp
 import pytest
 
+from gluon_softmax.export import skip_iri_grammar
+
 # One OpenMP thread in this process and in the programs the tests start (they inherit it), set
 # before MXNet loads its OpenMP runtime: the tests run side by side over the cores (pytest-xdist)
 # and with programs of their own, where MXNet's default of one thread per core only makes idle
@@ -21,11 +23,9 @@ import pytest
 # value sets it in its program's environment.
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
-# nbformat validates with jsonschema, which imports rfc3987_syntax where it is installed (with
-# jupyter_server, for jupyter-server-mathjax): that builds a Lark grammar at import, 2-3 s of CPU
-# in every test process, for the "iri" string format, which no notebook schema uses (nbformat's
-# schemas name no format at all). Without it jsonschema checks the same notebooks the same way.
-sys.modules.setdefault('rfc3987_syntax', None)
+# nbformat's jsonschema would build a grammar no notebook needs, 2-3 s of CPU in every test
+# process that reads a notebook: skipped as python -m gluon_softmax.export skips it
+skip_iri_grammar()
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # the IDX magic numbers, restated from the format spec
 IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',

@@ -1,10 +1,13 @@
 """python -m gluon_softmax.export: a notebook as one page whose formulas render offline."""
+import importlib.machinery
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import nbformat
 import pytest
 
+import procs
 from conftest import run_chromium
 from gluon_softmax import export
 
@@ -27,6 +30,22 @@ def test_the_page_loads_mathjax_from_this_machine(tmp_path, capsys):
     scripts = [part.split('"')[0] for part in page.split('src="')[1:]]
     (url,) = [src for src in scripts if 'mathjax' in src.lower()]  # one MathJax: this one
     assert url.startswith('file://') and Path(urlparse(url).path).is_file()
+
+
+def test_the_program_does_not_build_the_grammar_of_a_format_no_notebook_uses(tmp_path):
+    # installed with jupyter_server: what jsonschema would import (and compile, 2 s of CPU)
+    assert importlib.machinery.PathFinder.find_spec('rfc3987_syntax') is not None
+    notebook = small_notebook(tmp_path / 'small.ipynb')
+    # -X importtime: a fresh interpreter (not a fork of the tests' zygote) listing its imports
+    result = procs.run([sys.executable, '-X', 'importtime', '-m', 'gluon_softmax.export',
+                        str(notebook)], what='the export')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / 'small.html').is_file()
+    imported = {line.split('|')[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith('import time:')}
+    assert 'nbformat' in imported and 'jsonschema' in imported  # the notebook was checked
+    # (a module marked absent still gets a line: its failed import)
+    assert 'rfc3987_syntax.syntax_helpers' not in imported  # where the grammar is built
 
 
 @pytest.mark.slow  # seconds each: the full suite only (make test-fast leaves it out)

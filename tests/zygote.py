@@ -402,7 +402,31 @@ def main():
     import gluon_softmax  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     import mxnet  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     import numpy  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    warm_plotly()
     serve(fd)
+
+
+def warm_plotly():
+    """Import Plotly and draw one figure of each kind the package draws, so a fork that writes
+    a report (most CLI runs do) starts with Plotly's modules loaded and its property validators
+    built: about 0.3 s of CPU less per such fork (measured: a 1-epoch run on the small data set
+    as a fork, 0.70-1.16 s without this, 0.48-0.80 s with; 5 interleaved rounds of 6 forks).
+    Plotly only: the package's ``plots`` module reads the program's language when it is
+    imported, which only the program may do."""
+    # pylint: disable=import-outside-toplevel
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    figure = make_subplots(rows=1, cols=3)
+    figure.add_trace(go.Scatter(x=[1, 2], y=[1, 2], mode='lines+markers', line={'dash': 'dot'}),
+                     row=1, col=1)
+    figure.add_trace(go.Heatmap(z=[[0, 1]], colorscale='gray', showscale=False), row=1, col=2)
+    figure.add_trace(go.Bar(x=[1], y=['a'], orientation='h'), row=1, col=3)
+    figure.add_annotation(text='a', x=1, y=1, showarrow=False)
+    figure.add_vline(x=1, line_dash='dot', row=1, col=1)
+    figure.update_layout(template='plotly_white', title={'text': 'a'}, height=100)
+    figure.update_xaxes(title_text='a', showticklabels=False)
+    figure.update_yaxes(scaleanchor='x', autorange='reversed')
+    figure.to_html(full_html=False, include_plotlyjs=False)
 
 
 if __name__ == '__main__':
