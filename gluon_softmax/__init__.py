@@ -25,9 +25,12 @@ __version__ = '0.1.0'
 
 _EXPORTS = {
     # the chapter
-    'data': ('DataError', 'FashionMNIST', 'load_data_fashion_mnist', 'load_arrays',
-             'load_arrays_iters', 'ArrayLoader', 'get_fashion_mnist_labels', 'read_split',
-             'find_data_dir', 'TEXT_LABELS', 'TEXT_LABELS_ZH', 'set_seed'),
+    'data': ('FashionMNIST', 'load_data_fashion_mnist', 'load_arrays', 'load_arrays_iters',
+             'ArrayLoader', 'get_fashion_mnist_labels', 'TEXT_LABELS', 'TEXT_LABELS_ZH',
+             'set_seed'),
+    # (data re-exports these too; from here they come without MXNet)
+    'idx': ('DataError', 'read_split'),
+    'data_files': ('find_data_dir',),
     'scratch': ('softmax', 'cross_entropy', 'log_softmax', 'softmax_cross_entropy', 'sgd', 'SGD',
                 'SoftmaxRegressionScratch'),
     'concise': ('build_net', 'build_loss', 'build_trainer'),

@@ -5,6 +5,7 @@ import hashlib
 import math
 import os
 import re
+import sys
 
 import numpy as onp
 import pytest
@@ -13,6 +14,7 @@ from mxnet.gluon.data.vision import transforms
 
 from conftest import (IDX_NAMES, IMAGES_MAGIC, LABELS_MAGIC, TINY_SPLITS, assert_usage_error,
                       tiny_arrays, write_idx, write_tiny_dataset)
+import gluon_softmax
 from gluon_softmax import data, data_files
 from gluon_softmax.data import DataError, read_idx, read_split
 
@@ -648,6 +650,20 @@ def test_data_reexports_the_finding_of_data_files():
                  'mxnet_cache_dir', 'how_to_get_data', 'main', 'DEBIAN_DIR', 'ENV_DIR',
                  'UPSTREAM_URL'):
         assert getattr(data, name) is getattr(data_files, name)
+
+
+def test_the_packages_names_for_finding_the_data_come_without_mxnet(small_data_copy):
+    # gluon_softmax.find_data_dir (and the error it raises, and read_split) from the modules
+    # that define them, which do not import MXNet; the chapter's data module re-exports them
+    code = ('import sys, gluon_softmax as g\n'
+            f'print(g.find_data_dir({small_data_copy!r}), g.DataError.__name__, '
+            'g.read_split.__name__)\n'
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mxnet'))")
+    result = procs.run([sys.executable, '-c', code], fresh=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [f'{small_data_copy} DataError read_split', '[]']
+    assert (gluon_softmax.find_data_dir, gluon_softmax.DataError, gluon_softmax.read_split) == (
+        data.find_data_dir, data.DataError, data.read_split)
 
 
 # --- memory guards for --resize -----------------------------------------------------------
