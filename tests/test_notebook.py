@@ -18,7 +18,7 @@ from plotly.offline import get_plotlyjs
 import gluon_softmax
 from conftest import RenderedFigures, run_chromium
 from procs import LONG_TEST_SECONDS
-from gluon_softmax import training
+from gluon_softmax import export
 from gluon_softmax.run.settings import Recipe
 from gluon_softmax.scale import context
 
@@ -370,14 +370,12 @@ def screenshots(nb, tmp_path):
     assert 'class="MathJax_Error"' not in dom and 'Math Processing Error' not in dom
     print(f'{figures} figures in the exported page, all drawn by headless Chromium: {url}')
     live_cell = next(cell for cell in cells if 'LiveCurves(' in cell.source)
-    screenshot_cells(tmp_path, tmp_path / 'softmax_regression.html',
-                     first_cell_before(nb, live_cell), tmp_path / 'notebook.png')
+    screenshot_cells(tmp_path, nb, first_cell_before(nb, live_cell), tmp_path / 'notebook.png')
 
 
 def export_html(nb, path):
     """Write the executed notebook as ``python -m gluon_softmax.export`` does (nbconvert's
     default template, MathJax from this machine); the page."""
-    from gluon_softmax import export
     page = export.export_html(nb)
     path.write_text(page, encoding='utf-8')
     return page
@@ -389,15 +387,26 @@ def first_cell_before(nb, cell):
     return nb.cells[i - 1] if i and nb.cells[i - 1].cell_type == 'markdown' else cell
 
 
-def screenshot_cells(tmp_path, html_path, first, png, size=(1280, 900)):
-    """A screenshot of an exported notebook from cell ``first`` down, kept in
-    GLUON_SOFTMAX_SCREENSHOT_DIR when set (``notebooks/images/notebook.png``)."""
-    # the cells above are hidden (a copy of the page), so the screenshot starts at ``first``
+# the cells a screenshot's page keeps from its first cell down: more than a window shows
+SCREENSHOT_CELLS = 5
+
+
+def screenshot_cells(tmp_path, nb, first, png, size=(1280, 900)):
+    """A screenshot of the executed notebook ``nb`` exported as a page, from cell ``first``
+    down, kept in GLUON_SOFTMAX_SCREENSHOT_DIR when set (``notebooks/images/notebook.png``)."""
+    # A page of ``first`` and the cells just below it, as export_html writes the whole notebook;
+    # above it, hidden, only the cell whose output carries plotly.js, which draws the figures.
+    # (The whole page took a browser about 7.5 s of CPU, drawing every figure of the chapter.)
+    i = nb.cells.index(first)
+    carrier = [cell for cell in nb.cells[:i] if cell.cell_type == 'code'
+               and any(carries_plotlyjs(out) for out in cell.outputs)]
+    part = nbformat.v4.new_notebook(metadata=nb.metadata,
+                                    cells=carrier + nb.cells[i:i + SCREENSHOT_CELLS])
+    page = export.export_html(part)
     hide = f'<style>.jp-Cell:has(~ #cell-id\\={first.id}) {{ display: none; }}</style>'
-    page = html_path.read_text(encoding='utf-8')
     assert f'id="cell-id={first.id}"' in page
     page = page.replace('</head>', hide + '</head>', 1)
-    cropped = html_path.with_name(html_path.stem + '-from-cell.html')
+    cropped = png.with_suffix('.html')
     cropped.write_text(page, encoding='utf-8')
     run_chromium(tmp_path, '--virtual-time-budget=20000', f'--screenshot={png}',
                  f'--window-size={size[0]},{size[1]}', cropped.as_uri())
@@ -445,8 +454,6 @@ def check_chinese(nb, tmp_path):
     # screenshots: a Chinese text cell with the figure under it, and the live curves
     text_cell = next(c for c in nb.cells if c.cell_type == 'markdown' and
                      'get_fashion_mnist_labels' in c.source)
-    screenshot_cells(tmp_path, tmp_path / 'softmax_regression.zh.html', text_cell,
-                     tmp_path / 'notebook-zh-text-and-images.png')
+    screenshot_cells(tmp_path, nb, text_cell, tmp_path / 'notebook-zh-text-and-images.png')
     live = next(c for c in code_cells(nb) if 'LiveCurves(' in c.source)
-    screenshot_cells(tmp_path, tmp_path / 'softmax_regression.zh.html', first_cell_before(nb, live),
-                     tmp_path / 'notebook-zh-curves.png')
+    screenshot_cells(tmp_path, nb, first_cell_before(nb, live), tmp_path / 'notebook-zh-curves.png')
