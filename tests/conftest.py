@@ -8,7 +8,6 @@ import html.parser
 import os
 import signal
 import struct
-import sys
 
 import numpy as onp
 import pytest

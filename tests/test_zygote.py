@@ -98,7 +98,8 @@ def test_a_package_module_runs_as_with_python_m(tmp_path):
     (['-m', 'gluon_softmax.train'], {'preexec_fn': os.getpid}, {}),
     (['-m', 'gluon_softmax.train'], {}, {'OMP_NUM_THREADS': 'abc'}),  # read as MXNet loads
     (['-m', 'gluon_softmax.train'], {}, {'PYTHONPATH': '/somewhere'}),
-], ids=['-c', '-X', 'stdlib', 'same-session', 'preexec', 'omp', 'pythonpath'])
+    (['-m', 'gluon_softmax.train'], {}, {'PLOTLY_RENDERER': 'json'}),  # read as Plotly loads
+], ids=['-c', '-X', 'stdlib', 'same-session', 'preexec', 'omp', 'pythonpath', 'plotly'])
 def test_programs_that_would_start_differently_start_fresh(cmd, kwargs, env):
     kwargs = {'start_new_session': True, **kwargs}
     assert zygote.eligible([sys.executable, '-m', 'gluon_softmax.train'], dict(os.environ),

@@ -12,8 +12,8 @@ in ``/proc/PID/cmdline``. MXNet supports fork (DataLoader workers are forks too)
 :func:`popen` returns a :class:`subprocess.Popen` whose child is such a fork: ``wait``,
 ``poll``, ``communicate``, ``send_signal`` and the pipes behave as for any child. Only programs
 whose start-up would not differ are sent here (:func:`eligible`): this interpreter, ``-m MODULE``
-or a script, a session of their own, pipes or files for streams, and the same MXNet-, OpenMP- and
-Python-relevant environment as the zygote's; ``-c CODE`` when the caller says its code does not
+or a script, a session of their own, pipes or files for streams, and the same MXNet-, OpenMP-,
+Plotly- and Python-relevant environment as the zygote's; ``-c CODE`` when the caller says its code does not
 test what importing does (``procs.run(..., code_may_fork=True)``); everything else (``-c``, ``-X``, a fake ``mxnet`` on
 PYTHONPATH, ``OMP_NUM_THREADS=abc``, a terminal) starts a fresh interpreter as before.
 ``GLUON_SOFTMAX_TEST_ZYGOTE=0`` turns it off.
@@ -31,10 +31,11 @@ import sys
 import threading
 
 ENABLED = os.environ.get('GLUON_SOFTMAX_TEST_ZYGOTE', '1') != '0'
-# environment variables read at interpreter or MXNet start-up: a program whose values differ from
-# the zygote's starts fresh
+# environment variables read at interpreter, MXNet or Plotly start-up (PLOTLY_RENDERER: the
+# zygote imports Plotly, see warm_plotly): a program whose values differ from the zygote's starts
+# fresh
 STARTUP_PREFIXES = ('MXNET_', 'OMP_', 'KMP_', 'LD_', 'PYTHON', 'OPENBLAS', 'MKL_', 'DMLC_',
-                    'LC_', 'LANG')
+                    'LC_', 'LANG', 'PLOTLY_')
 PER_PROGRAM = {'PYTHONFAULTHANDLER', 'PYTHONUNBUFFERED'}  # applied in the fork
 ARGV_ROOM = 16384  # bytes of command line the zygote reserves for its forks' command lines
 ALLOWED_KWARGS = {'stdin', 'stdout', 'stderr', 'text', 'universal_newlines', 'encoding', 'errors',
