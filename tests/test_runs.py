@@ -1,10 +1,12 @@
 """run.signals.StopOnSignal: where a signal may be raised as Interrupted, and where it is asked
 again."""
 import signal
+import sys
 import types
 
 import pytest
 
+import procs
 from gluon_softmax.run import signals
 
 
@@ -62,3 +64,39 @@ def test_a_signal_in_a_finalizer_is_asked_again(timers):
     stop = signals.StopOnSignal()
     assert stop.handler(signal.SIGINT, frame_of('gluon_softmax.data', '__del__')) is None
     assert len(timers) == 1
+
+
+# A weakref's callback: Python prints an exception raised there ("Exception ignored in") and
+# drops it, and the frame it runs in says nothing of it (importlib's module cache has such
+# callbacks: a signal landed in one as a run started, once in CI).
+SIGNAL_IN_A_WEAKREF_CALLBACK = '''
+import os, signal, sys, time, weakref
+from gluon_softmax.run import signals
+stop = signals.StopOnSignal()
+stop.install()
+
+class Thing:
+    pass
+
+def callback(ref):
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10000):  # the handler runs here, inside the callback
+        pass
+
+thing = Thing()
+ref = weakref.ref(thing, callback)
+try:
+    del thing
+    print('dropped', flush=True)
+    time.sleep(20)
+    print('went on')
+except signals.Interrupted as interrupted:
+    print('interrupted', interrupted)
+'''
+
+
+def test_a_signal_raised_where_python_drops_exceptions_is_asked_again():
+    result = procs.run([sys.executable, '-c', SIGNAL_IN_A_WEAKREF_CALLBACK], code_may_fork=True)
+    assert result.stdout.split('\n') == ['dropped', 'interrupted SIGINT', ''], result
+    assert result.stderr == '', result.stderr
+    assert result.returncode == 0

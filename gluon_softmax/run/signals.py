@@ -106,6 +106,22 @@ class StopOnSignal:
         """
         self.agreed = True
 
+    def unraisable(self, unraisable):
+        """``sys.unraisablehook`` once installed: an :class:`Interrupted` that Python could only
+        print and drop is asked again instead, as :meth:`handler` does in a ``__del__``.
+
+        The frame a signal interrupts does not show every place whose exceptions Python drops:
+        a weakref's callback (importlib's module cache has them; a signal landed in one once in
+        CI), a garbage collector's callback. There the signal was lost: the run printed a
+        traceback and went on.
+        """
+        if isinstance(unraisable.exc_value, Interrupted) and os.getpid() == self.owner:
+            self.raised = False
+            threading.Timer(DEFER_SECONDS, os.kill,
+                            (os.getpid(), unraisable.exc_value.signum)).start()
+            return
+        self.previous_unraisable(unraisable)
+
     def install(self):
         """Install the handlers (main thread only).
 
@@ -115,6 +131,9 @@ class StopOnSignal:
         """
         for signum in STOP_SIGNALS:
             signal.signal(signum, self.handler)
+        if sys.unraisablehook != self.unraisable:
+            self.previous_unraisable = sys.unraisablehook
+            sys.unraisablehook = self.unraisable
 
     def run_whole(self, work, raise_after=True):
         """Run ``work()`` without being cut off, then act on a signal that came meanwhile.
