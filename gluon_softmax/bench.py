@@ -448,12 +448,12 @@ def end_child(pid, stacks=False):
             deadline = time.monotonic() + STACKS_SECONDS
             for worker in processes[1:]:
                 signal_all([worker], signal.SIGABRT)
-                while not ended_or_zombie(worker) and time.monotonic() < deadline:
-                    time.sleep(0.02)
+                wait_ended([worker], deadline)
             signal_all([pid], signal.SIGABRT)
             ended = reap(pid, time.monotonic() + STACKS_SECONDS)
             if ended is not None:
                 signal_all(processes[1:], signal.SIGKILL)
+                wait_ended(processes[1:], time.monotonic() + STACKS_SECONDS)
                 return ended
         try:
             os.killpg(pid, signal.SIGKILL)  # its session's group: anything it started there
@@ -461,7 +461,19 @@ def end_child(pid, stacks=False):
             pass
         signal_all(processes, signal.SIGKILL)
         # SIGKILL cannot be caught: only a process stuck in the kernel outlives the bound
-        return reap(pid, time.monotonic() + STACKS_SECONDS)
+        ended = reap(pid, time.monotonic() + STACKS_SECONDS)
+        # the child's end does not wait for its workers': a killed process takes a while to
+        # exit, the longer the more memory it holds (a 256 MiB one took 20 ms here), and the
+        # orphans are init's to reap
+        wait_ended(processes[1:], time.monotonic() + STACKS_SECONDS)
+        return ended
+
+
+def wait_ended(pids, deadline):
+    """Wait until each of ``pids`` has exited (:func:`ended_or_zombie`), or ``deadline``."""
+    for pid in pids:
+        while not ended_or_zombie(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 def ended_or_zombie(pid):
@@ -507,8 +519,8 @@ def run_child(cmd, what, timeout=CHILD_TIMEOUT):
             raise BenchError(f'{what} hung: still running after {timeout:g} s, so it was '
                              f'killed with its processes; its stacks:\n{err.read()[-STACK_CHARS:]}')
         (status, usage), seconds = ended, time.perf_counter() - start
-        # its loader workers, if any outlived it, die with it (they also do by themselves)
-        signal_all(descendants(proc.pid), signal.SIGKILL)
+        # no loader workers outlive it: a row kills and reaps its own as it ends, and the kernel
+        # kills any left when it dies (loader_workers: PR_SET_PDEATHSIG)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)

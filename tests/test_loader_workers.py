@@ -327,6 +327,31 @@ def test_a_hung_measurement_is_killed_with_its_stacks_and_its_loader_workers(tin
                                                        'were left running')
 
 
+# a row whose worker holds 1 GiB: killed, it takes a while to exit (73 ms measured here), its
+# parent, a small process, much less
+ROW_WITH_A_LARGE_WORKER = '''
+import os, time
+if os.fork() == 0:
+    held = bytearray(1 << 30)
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    print('ready', os.getpid(), flush=True)
+    time.sleep(3600)
+time.sleep(3600)
+'''
+
+
+def test_a_measurement_ended_by_the_benchmark_has_no_worker_left_once_it_returns():
+    # what a signal to the benchmark does to the row it is measuring (run_child's except)
+    proc = procs.start([sys.executable, '-c', ROW_WITH_A_LARGE_WORKER], stdout=subprocess.PIPE,
+                       text=True)
+    worker = int(procs.read_until(proc, 'ready')[-1].split()[1])
+    bench.end_child(proc.pid)
+    proc.returncode = -1  # reaped by end_child
+    assert alive([proc.pid, worker]) == []
+    proc.stdout.close()
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
