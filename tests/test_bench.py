@@ -113,6 +113,10 @@ def test_quick_benchmark_writes_consistent_results(tmp_path, real_data_dir):
         else:
             assert row['test_acc'] is None
     assert rows['book']['extrapolated_from_batches'] == bench.QUICK_BOOK_BATCHES
+    # the test pass is timed where the report shows it: the concise row only
+    assert [name for name, row in rows.items() if 'test_pass_with_loss_s' in row] == ['concise']
+    assert positive_finite(rows['concise']['test_pass_accuracy_s'])
+    assert 'test pass (concise, 10000 images): accuracy only ' in result.stdout
 
     assert {(row['batch_size'], row['resize']) for row in results['scaling']} >= {(256, 28),
                                                                                   (256, 56)}
